@@ -1,0 +1,73 @@
+# Backup toolkit: every target bootstraps .venv first, so any of them works
+# as the very first command on a machine with python3 and make.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INVOKE := $(BIN)/invoke
+ARGS ?=
+
+.PHONY: help install backup backups info restore cleanup verify db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
+
+help: ## Show this help
+	@echo "Usage: make TARGET [ARGS=\"--flag ...\"]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the toolkit and its test tools (idempotent)
+
+backup: $(STAMP) ## Create a project backup (ARGS="--no-compress --dry-run ...")
+	@$(INVOKE) backup.create $(ARGS)
+
+backups: $(STAMP) ## List project backups, newest first
+	@$(INVOKE) backup.list $(ARGS)
+
+info: $(STAMP) ## Show a backup's metadata: make info BACKUP=path
+	@$(INVOKE) backup.info --backup-path "$(BACKUP)" $(ARGS)
+
+restore: $(STAMP) ## Restore a backup: make restore BACKUP=path [TARGET=dir]
+	@$(INVOKE) backup.restore --backup-path "$(BACKUP)" $(if $(TARGET),--target-path "$(TARGET)") $(ARGS)
+
+cleanup: $(STAMP) ## Delete old project backups (ARGS="--dry-run --max-backups 10")
+	@$(INVOKE) backup.cleanup $(ARGS)
+
+verify: $(STAMP) ## Verify every project backup (or BACKUP=path)
+	@$(INVOKE) backup.verify $(if $(BACKUP),--backup-path "$(BACKUP)") $(ARGS)
+
+db-backup: $(STAMP) ## Back up the SQLite database
+	@$(INVOKE) db.backup $(ARGS)
+
+db-backups: $(STAMP) ## List database backups, newest first
+	@$(INVOKE) db.list $(ARGS)
+
+db-info: $(STAMP) ## Show a database backup's metadata: make db-info BACKUP=path
+	@$(INVOKE) db.info --backup-path "$(BACKUP)" $(ARGS)
+
+db-verify: $(STAMP) ## Verify every database backup (or BACKUP=path)
+	@$(INVOKE) db.verify $(if $(BACKUP),--backup-path "$(BACKUP)") $(ARGS)
+
+db-restore: $(STAMP) ## Restore the database: make db-restore BACKUP=path
+	@$(INVOKE) db.restore --backup-path "$(BACKUP)" $(ARGS)
+
+db-cleanup: $(STAMP) ## Delete old database backups
+	@$(INVOKE) db.cleanup $(ARGS)
+
+backup-all: $(STAMP) ## Back up the database, then the project
+	@$(INVOKE) db.backup $(ARGS)
+	@$(INVOKE) backup.create $(ARGS)
+
+test: $(STAMP) ## Run the test suite
+	@$(BIN)/python -m pytest -n 2 -q $(ARGS)
+
+bench: $(STAMP) ## Run the benchmark (writes bench/RESULTS.md and bench/results.json)
+	@$(BIN)/python bench/run.py $(ARGS)
+
+clean: ## Remove .venv, caches and build leftovers (not backups)
+	rm -rf $(VENV) .pytest_cache *.egg-info build bench/work
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

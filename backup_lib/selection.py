@@ -1,0 +1,362 @@
+"""Which files a backup holds: exactly what git would keep, plus the tool's rules.
+
+Precedence, highest first:
+
+1. always left out: every ``.git``, the backup directory being written to,
+   FIFOs, sockets and devices (never opened);
+2. ``--exclude`` patterns (gitignore syntax, relative to the root);
+3. ``--include`` patterns: re-include what the rules below drop;
+4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, the backup
+   directories and the application's database), unless turned off;
+5. git's rules: ``core.excludesFile``, ``.git/info/exclude``, every
+   ``.gitignore`` from the top of the work tree down (deeper wins, last line
+   wins), nothing re-included below an excluded directory; tracked files are
+   kept even where a rule matches them.
+
+An excluded directory is never entered, except when an ``--include`` pattern
+that names a path (one with a ``/``) could match something inside it.
+A nested repository is entered and selected by its own rules.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as _stat
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import git as _git
+from .errors import NotFoundError
+from .wildmatch import PatternList, parse_lines, read_ignore_file
+
+__all__ = ["DEFAULT_EXCLUDES", "Entry", "Selection", "select_files"]
+
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".venv",
+    "*.pyc",
+    "*.pyo",
+    "*.pyd",
+    ".pytest_cache",
+    ".coverage",
+    "htmlcov",
+    "node_modules",
+    "*.tmp",
+    "*.temp",
+)
+
+_NORMAL, _SEARCH = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One selected path, relative to the root with "/" separators."""
+
+    path: str
+    kind: str  # "file" | "dir" | "symlink"
+    mode: int
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+    nlink: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def from_stat(cls, path: str, kind: str, st: os.stat_result) -> "Entry":
+        return cls(
+            path,
+            kind,
+            st.st_mode,
+            st.st_size if kind == "file" else 0,
+            st.st_mtime_ns,
+            st.st_ino,
+            st.st_dev,
+            st.st_nlink,
+            st.st_uid,
+            st.st_gid,
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    root: str
+    entries: tuple[Entry, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    gitignore_patterns: tuple[str, ...] = ()
+    excluded_patterns: tuple[str, ...] = ()
+    git_top: str | None = None
+    files: tuple[Entry, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", tuple(e for e in self.entries if e.kind != "dir"))
+
+    @property
+    def total_size(self) -> int:
+        return sum(e.size for e in self.files)
+
+
+def _kind(entry: os.DirEntry) -> str | None:
+    try:
+        if entry.is_symlink():
+            return "symlink"
+        if entry.is_dir(follow_symlinks=False):
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+    except OSError:
+        return None
+    return None  # FIFO, socket, device: skipped, never opened
+
+
+def _kind_of_mode(mode: int) -> str | None:
+    if _stat.S_ISLNK(mode):
+        return "symlink"
+    if _stat.S_ISDIR(mode):
+        return "dir"
+    if _stat.S_ISREG(mode):
+        return "file"
+    return None
+
+
+def _excludes_file(config: dict[str, str]) -> str | None:
+    path = config.get("core.excludesfile")
+    if path:
+        return os.path.expanduser(path)
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(xdg, "git", "ignore")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "on", "1")
+
+
+class _RepoRules:
+    """The ignore sources of one repository that do not live in the tree."""
+
+    def __init__(self, top_rel: bytes, git_dir: str | None, excludes_file: str | None, casefold: bool):
+        lists = []
+        if excludes_file:
+            lists.append(PatternList(top_rel, read_ignore_file(excludes_file, casefold=casefold, follow=True), casefold))
+        if git_dir:
+            info = os.path.join(git_dir, "info", "exclude")
+            lists.append(PatternList(top_rel, read_ignore_file(info, casefold=casefold, follow=True), casefold))
+        # Checked after the per-directory lists, info/exclude before excludesFile.
+        self.lists = tuple(pl for pl in lists if pl.patterns)
+
+
+def select_files(
+    root: str,
+    *,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    default_excludes: bool = True,
+    exclude_paths: Iterable[str] = (),
+    always_exclude_paths: Iterable[str] = (),
+    use_git: bool = True,
+) -> Selection:
+    """Walk ``root`` and return what a backup of it holds, sorted by path.
+
+    ``exclude_paths`` (absolute: backup directories, the database and its
+    side files) are default excludes; ``always_exclude_paths`` are left out
+    whatever the flags (the backup directory being written).
+    """
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise NotFoundError(f"project root {root} does not exist or is not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise NotFoundError(f"project root {root} is not readable")
+
+    repo = _git.find_repo(root) if use_git else None
+    config = _git.git_config(root) if use_git else {}
+    casefold = _truthy(config.get("core.ignorecase"))
+    excludes_file = _excludes_file(config)
+    top = repo.top if repo else root
+    prefix_str = os.path.relpath(root, top)
+    prefix = b"" if prefix_str == "." else os.fsencode(prefix_str) + b"/"
+
+    def tool_list(patterns: Iterable[str]) -> PatternList:
+        data = "\n".join(patterns).encode("utf-8", "surrogateescape")
+        return PatternList(prefix, parse_lines(data, casefold=casefold), casefold)
+
+    user_exclude = tool_list(exclude)
+    includes = tool_list(include)
+    defaults = tool_list(DEFAULT_EXCLUDES if default_excludes else ())
+
+    def rel_set(paths: Iterable[str]) -> frozenset[str]:
+        out = set()
+        for p in paths:
+            rel = os.path.relpath(os.path.abspath(p), root)
+            if rel != "." and not rel.startswith(".." + os.sep) and rel != "..":
+                out.add(rel.replace(os.sep, "/"))
+        return frozenset(out)
+
+    default_paths = rel_set(exclude_paths) if default_excludes else frozenset()
+    always_paths = rel_set(always_exclude_paths)
+
+    gitignore_seen: list[str] = []
+
+    def load_gitignore(dir_abs: str, base: bytes) -> PatternList | None:
+        pats = read_ignore_file(os.path.join(dir_abs, ".gitignore"), casefold=casefold)
+        if not pats:
+            return None
+        gitignore_seen.extend(p.text for p in pats)
+        return PatternList(base, pats, casefold)
+
+    # Rules from the work tree's top down to the root's parent.
+    repo_rules = _RepoRules(b"", repo.git_dir if repo else None, excludes_file, casefold)
+    dir_lists: list[PatternList] = []
+    if prefix:
+        parts = prefix_str.split(os.sep)
+        for depth in range(len(parts)):
+            sub = os.path.join(top, *parts[:depth])
+            base = b"" if depth == 0 else os.fsencode("/".join(parts[:depth])) + b"/"
+            pl = load_gitignore(sub, base)
+            if pl:
+                dir_lists.append(pl)
+
+    entries: list[Entry] = []
+    skipped: list[tuple[str, str]] = []
+    nested_tops: list[str] = []
+
+    def git_excluded(rules: tuple, file_rules: tuple, rel: bytes, name: bytes, is_dir: bool) -> bool:
+        for pl in reversed(rules):
+            pat = pl.last_match(rel, name, is_dir)
+            if pat is not None:
+                return not pat.negated
+        for pl in reversed(file_rules):
+            pat = pl.last_match(rel, name, is_dir)
+            if pat is not None:
+                return not pat.negated
+        return False
+
+    # Frame: (abs dir, rel dir str ("" for root), rules tuple, repo rules tuple, mode)
+    stack: list[tuple[str, str, tuple, tuple, int]] = [(root, "", tuple(dir_lists), repo_rules.lists, _NORMAL)]
+    while stack:
+        dir_abs, dir_rel, rules, file_rules, mode = stack.pop()
+        try:
+            with os.scandir(dir_abs) as it:
+                children = list(it)
+        except OSError as exc:
+            skipped.append((dir_rel or ".", exc.strerror or str(exc)))
+            continue
+        if mode == _NORMAL:
+            names = {c.name for c in children}
+            dir_base = (prefix + os.fsencode(dir_rel) + b"/") if dir_rel else prefix
+            if dir_rel and ".git" in names and use_git:
+                # A nested repository: its own rules only.
+                nested_tops.append(dir_rel)
+                nested = _git.repo_at(dir_abs)
+                rules = ()
+                file_rules = _RepoRules(dir_base, nested.git_dir if nested else None, excludes_file, casefold).lists
+            if ".gitignore" in names:
+                pl = load_gitignore(dir_abs, dir_base)
+                if pl:
+                    rules = rules + (pl,)
+        for child in children:
+            name = child.name
+            if name == ".git":
+                continue
+            kind = _kind(child)
+            if kind is None:
+                continue
+            rel = f"{dir_rel}/{name}" if dir_rel else name
+            if rel in always_paths:
+                continue
+            is_dir = kind == "dir"
+            bname = os.fsencode(name)
+            brel = prefix + os.fsencode(rel)
+            if user_exclude.patterns and user_exclude.excludes(brel, bname, is_dir):
+                continue
+            included = bool(includes.patterns) and includes.excludes(brel, bname, is_dir)
+            if not included:
+                if mode == _SEARCH:
+                    excluded = True
+                else:
+                    excluded = (
+                        rel in default_paths
+                        or (defaults.patterns and defaults.excludes(brel, bname, is_dir))
+                        or git_excluded(rules, file_rules, brel, bname, is_dir)
+                    )
+                if excluded:
+                    if is_dir and includes.patterns and includes.may_match_below(brel):
+                        stack.append((child.path, rel, rules, file_rules, _SEARCH))
+                    continue
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as exc:
+                skipped.append((rel, exc.strerror or str(exc)))
+                continue
+            entries.append(Entry.from_stat(rel, kind, st))
+            if is_dir:
+                stack.append((child.path, rel, rules, file_rules, _NORMAL))
+
+    if use_git:
+        _add_tracked_ignored(root, repo, nested_tops, entries, user_exclude, defaults, default_paths, always_paths, prefix)
+
+    entries.sort(key=lambda e: os.fsencode(e.path))
+    excluded_patterns = (".git", *(DEFAULT_EXCLUDES if default_excludes else ()), *exclude)
+    return Selection(
+        root=root,
+        entries=tuple(entries),
+        skipped=tuple(skipped),
+        gitignore_patterns=tuple(dict.fromkeys(gitignore_seen)),
+        excluded_patterns=tuple(excluded_patterns),
+        git_top=repo.top if repo else None,
+    )
+
+
+def _add_tracked_ignored(root, repo, nested_tops, entries, user_exclude, defaults, default_paths, always_paths, prefix):
+    """git keeps tracked files even where an ignore rule matches them."""
+    tops: list[tuple[str, str]] = []  # (abs top, its path relative to root, "" for root's repo)
+    if repo:
+        tops.append((repo.top, None))
+    tops.extend((os.path.join(root, t), t) for t in nested_tops)
+    if not tops:
+        return
+    have = {e.path for e in entries}
+    for top_abs, top_rel in tops:
+        for path in _git.tracked_ignored(top_abs):
+            abs_path = os.path.join(top_abs, path)
+            rel = os.path.relpath(abs_path, root).replace(os.sep, "/")
+            if rel.startswith("../") or rel in have:
+                continue
+            if top_rel is None and any(rel == n or rel.startswith(n + "/") for n in nested_tops):
+                continue  # the nested repository's own rules decide
+            parts = rel.split("/")
+            if ".git" in parts:
+                continue
+            blocked = False
+            for depth in range(1, len(parts) + 1):
+                sub = "/".join(parts[:depth])
+                is_dir = depth < len(parts)
+                bsub = prefix + os.fsencode(sub)
+                bname = os.fsencode(parts[depth - 1])
+                if (
+                    sub in always_paths
+                    or sub in default_paths
+                    or (user_exclude.patterns and user_exclude.excludes(bsub, bname, is_dir))
+                    or (defaults.patterns and defaults.excludes(bsub, bname, is_dir))
+                ):
+                    blocked = True
+                    break
+            if blocked:
+                continue
+            try:
+                st = os.lstat(abs_path)
+            except OSError:
+                continue  # deleted in the work tree: nothing to back up
+            kind = _kind_of_mode(st.st_mode)
+            if kind not in ("file", "symlink"):
+                continue
+            entries.append(Entry.from_stat(rel, kind, st))
+            have.add(rel)
+            # Parent directories the walk did not enter still get entries.
+            for depth in range(1, len(parts)):
+                sub = "/".join(parts[:depth])
+                if sub not in have:
+                    try:
+                        entries.append(Entry.from_stat(sub, "dir", os.lstat(os.path.join(root, sub))))
+                        have.add(sub)
+                    except OSError:
+                        pass

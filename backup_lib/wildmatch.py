@@ -1,0 +1,336 @@
+"""gitignore patterns, compiled to byte regexes with git's exact semantics.
+
+This is a translation of git's ``dir.c`` (line parsing, ``match_basename``,
+``match_pathname``) and ``wildmatch.c`` (with ``WM_PATHNAME``) into one
+compiled regular expression per pattern, matched against paths as bytes so
+that ``?`` and bracket ranges see bytes the way git does.
+
+Why not pathspec: its per-pattern regexes also match every descendant of a
+path (``a/b`` matches ``a/b/c.txt``), which breaks git's precedence between a
+directory rule and a later negation of a file below it; it treats ``\\`` in a
+bracket literally, has no POSIX classes (``[[:digit:]]``), turns an
+unterminated ``[`` into a literal (git: the pattern never matches) and raises
+on a dangling ``\\`` (git: the pattern never matches).  Each of those is a
+case in ``tests/test_selection.py``, checked against git itself.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+__all__ = ["Pattern", "PatternList", "parse_lines", "compile_pattern", "read_ignore_file"]
+
+_NEVER = re.compile(rb"(?!)")
+
+# git's own ctype (ctype.c), ASCII only: bytes >= 0x80 are in no class.
+_CLASSES: dict[bytes, frozenset[int]] = {
+    b"alnum": frozenset(string.ascii_letters.encode() + string.digits.encode()),
+    b"alpha": frozenset(string.ascii_letters.encode()),
+    b"blank": frozenset(b" \t"),
+    b"cntrl": frozenset([*range(0, 32), 127]),
+    b"digit": frozenset(string.digits.encode()),
+    b"graph": frozenset(range(0x21, 0x7F)),
+    b"lower": frozenset(string.ascii_lowercase.encode()),
+    b"print": frozenset(range(0x20, 0x7F)),
+    b"punct": frozenset(string.punctuation.encode()),
+    b"space": frozenset(b" \t\n\r"),
+    b"upper": frozenset(string.ascii_uppercase.encode()),
+    b"xdigit": frozenset(string.hexdigits.encode()),
+}
+_SLASH = ord("/")
+
+
+class _Abort(Exception):
+    """The pattern can never match (git's WM_ABORT_ALL at parse time)."""
+
+
+def _bracket(p: bytes, i: int, casefold: bool) -> tuple[str, int]:
+    """Translate the bracket expression starting after ``[`` at ``p[i]``."""
+    end = len(p)
+    if i >= end:
+        raise _Abort
+    negated = p[i] in b"!^"
+    if negated:
+        i += 1
+    members: set[int] = set()
+    prev = 0
+    first = True
+    while True:
+        if i >= end:
+            raise _Abort
+        c = p[i]
+        if c == ord("]") and not first:
+            i += 1
+            break
+        first = False
+        if c == ord("\\"):
+            i += 1
+            if i >= end:
+                raise _Abort
+            c = p[i]
+            members.add(c)
+            prev = c
+        elif c == ord("-") and prev and i + 1 < end and p[i + 1] != ord("]"):
+            i += 1
+            hi = p[i]
+            if hi == ord("\\"):
+                i += 1
+                if i >= end:
+                    raise _Abort
+                hi = p[i]
+            for ch in range(prev, hi + 1):
+                members.add(ch)
+                if casefold and 0x41 <= ch <= 0x5A:
+                    members.add(ch + 32)
+            prev = 0
+        elif c == ord("[") and i + 1 < end and p[i + 1] == ord(":"):
+            close = p.find(b"]", i + 2)
+            if close < 0:
+                raise _Abort
+            name = p[i + 2 : close]
+            if not name.endswith(b":"):
+                # "[:" without ":]": the "[" is an ordinary member.
+                members.add(c)
+                prev = c
+            else:
+                cls = _CLASSES.get(name[:-1])
+                if cls is None:
+                    raise _Abort
+                members |= cls
+                if casefold and name[:-1] == b"upper":
+                    members |= _CLASSES[b"lower"]
+                i = close
+                prev = 0
+        else:
+            members.add(c)
+            prev = c
+        i += 1
+    if negated:
+        members = set(range(256)) - members
+    members.discard(_SLASH)  # a bracket never matches "/" (WM_PATHNAME)
+    if not members:
+        return "(?!)", i
+    return "[" + "".join("\\x%02x" % m for m in sorted(members)) + "]", i
+
+
+def _translate(p: bytes, *, pathname: bool, casefold: bool) -> str:
+    """wildmatch(3)-as-git-does-it → regex source (for a bytes regex)."""
+    out: list[str] = []
+    i, end = 0, len(p)
+    any_char = "[^/]" if pathname else "."
+    while i < end:
+        c = p[i]
+        if c == ord("\\"):
+            i += 1
+            if i >= end:
+                raise _Abort  # dangling backslash: git never matches
+            out.append(re.escape(chr(p[i])))  # escaped chars are not case-folded
+            i += 1
+        elif c == ord("?"):
+            out.append(any_char)
+            i += 1
+        elif c == ord("["):
+            src, i = _bracket(p, i + 1, casefold)
+            out.append(src)
+        elif c == ord("*"):
+            j = i
+            while j < end and p[j] == ord("*"):
+                j += 1
+            double = j - i >= 2
+            at_start = i == 0 or p[i - 1] == _SLASH
+            nxt = p[j] if j < end else None
+            slash_next = nxt == _SLASH or (nxt == ord("\\") and j + 1 < end and p[j + 1] == _SLASH)
+            if not pathname:
+                out.append(".*")
+                i = j
+            elif double and at_start and (nxt is None or slash_next):
+                if nxt is None:
+                    out.append(".*")
+                    i = j
+                elif nxt == _SLASH:
+                    # "**/" matches zero or more whole directories.
+                    out.append("(?:.*/)?")
+                    i = j + 1
+                else:
+                    # "**\/": git skips its zero-directory shortcut here.
+                    out.append(".*/")
+                    i = j + 2
+            else:
+                out.append("[^/]*")
+                i = j
+        else:
+            ch = chr(c)
+            if casefold and "A" <= ch <= "Z":
+                ch = ch.lower()
+            out.append(re.escape(ch) if c < 128 else "\\x%02x" % c)
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One compiled gitignore line."""
+
+    text: str
+    negated: bool
+    dir_only: bool
+    basename: bool  # no "/" inside: matched against the last path component
+    regex: re.Pattern
+
+    def matches(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
+        if self.dir_only and not is_dir:
+            return False
+        return self.regex.fullmatch(name if self.basename else rel) is not None
+
+
+def _trim_trailing_spaces(line: bytes) -> bytes:
+    last_space = None
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == 0x20:
+            if last_space is None:
+                last_space = i
+        elif c == 0x5C:  # backslash: the next byte is kept
+            i += 1
+            if i >= n:
+                return line
+            last_space = None
+        else:
+            last_space = None
+        i += 1
+    return line if last_space is None else line[:last_space]
+
+
+def compile_pattern(line: bytes, *, casefold: bool = False) -> Pattern | None:
+    """Compile one already-split gitignore line; None for blanks and comments."""
+    text = line.decode("utf-8", "surrogateescape")
+    if not line or line.startswith(b"#"):
+        return None
+    line = _trim_trailing_spaces(line)
+    if not line:
+        return None
+    negated = line.startswith(b"!")
+    if negated:
+        line = line[1:]
+    dir_only = line.endswith(b"/")
+    if dir_only:
+        line = line[:-1]
+    basename = b"/" not in line
+    if not basename and line.startswith(b"/"):
+        line = line[1:]  # one leading slash anchors; the rest are literal
+    try:
+        regex = re.compile(
+            _translate(line, pathname=not basename, casefold=casefold).encode("latin-1"),
+            re.DOTALL,
+        )
+    except _Abort:
+        regex = _NEVER
+    return Pattern(text, negated, dir_only, basename, regex)
+
+
+def parse_lines(data: bytes, *, casefold: bool = False) -> tuple[Pattern, ...]:
+    """Parse a whole ignore file (UTF-8 BOM and CRLF handled as git does)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    patterns = []
+    for raw in data.split(b"\n"):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        pat = compile_pattern(raw, casefold=casefold)
+        if pat is not None:
+            patterns.append(pat)
+    return tuple(patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class PatternList:
+    """The patterns of one source, with the directory they are relative to.
+
+    ``base`` is the directory as bytes with a trailing slash ("" for the top).
+    """
+
+    base: bytes
+    patterns: tuple[Pattern, ...]
+    casefold: bool = False
+
+    def last_match(self, rel: bytes, name: bytes, is_dir: bool) -> Pattern | None:
+        """The last pattern of this list that matches (git's precedence)."""
+        sub = rel[len(self.base) :]
+        if self.casefold:
+            sub, name = sub.lower(), name.lower()
+        for pat in reversed(self.patterns):
+            if pat.matches(sub, name, is_dir):
+                return pat
+        return None
+
+    def excludes(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
+        pat = self.last_match(rel, name, is_dir)
+        return pat is not None and not pat.negated
+
+    def may_match_below(self, rel_dir: bytes) -> bool:
+        """Could a (non-negated) path pattern match something inside rel_dir?
+
+        Basename patterns never make the walk enter an excluded directory:
+        that is what keeps a 300 MB node_modules free.  A path pattern does
+        when its leading components match the directory's.
+        """
+        sub = rel_dir[len(self.base) :]
+        if self.casefold:
+            sub = sub.lower()
+        parts = sub.split(b"/")
+        for pat in self.patterns:
+            if pat.negated or pat.basename:
+                continue
+            if _prefix_may_match(pat, parts, self.casefold):
+                return True
+        return False
+
+
+def _prefix_may_match(pat: Pattern, parts: list[bytes], casefold: bool) -> bool:
+    segments = pat.text.encode("utf-8", "surrogateescape")
+    segments = _trim_trailing_spaces(segments).lstrip(b"!").rstrip(b"/").lstrip(b"/")
+    segs = segments.split(b"/")
+    for k, part in enumerate(parts):
+        if k >= len(segs):
+            return False
+        seg = segs[k]
+        if seg == b"**" or seg.startswith(b"**"):
+            return True
+        try:
+            rx = re.compile(_translate(seg, pathname=True, casefold=casefold).encode("latin-1"), re.DOTALL)
+        except _Abort:
+            return False
+        if rx.fullmatch(part) is None:
+            return False
+    return len(segs) > len(parts)
+
+
+def read_ignore_file(path: str, *, casefold: bool = False, follow: bool = False) -> tuple[Pattern, ...]:
+    """Read an ignore file; missing, unreadable or not a regular file → none.
+
+    In-tree ``.gitignore`` files are never followed through a symlink (git
+    2.32+); ``info/exclude`` and ``core.excludesFile`` are (``follow``).
+    """
+    import os
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return ()
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ()
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError:
+        return ()
+    finally:
+        os.close(fd)
+    return parse_lines(b"".join(chunks), casefold=casefold)
