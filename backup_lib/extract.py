@@ -1,0 +1,313 @@
+"""One checked, streaming pass over an archive: verify it, and optionally
+extract it into a fresh private directory.
+
+Checks on every member, before anything is written:
+
+* names: not absolute, no ``..``, no duplicates;
+* types: regular files, directories, symlinks and hard links only (devices
+  and FIFOs are refused);
+* no member below a symlink or a file of the archive (extraction never
+  follows a link; symlinks are created last, after every file is written);
+* hard links only to regular files the archive itself stored earlier;
+* tarfile's own ``data`` filter (PEP 706) as a second opinion;
+* setuid, setgid and sticky bits are dropped.
+
+At the end: every member's size and SHA-256 equal the manifest, nothing
+missing or extra, and ``project_hash`` recomputed equal to the metadata's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .archive import CHUNK, ArchiveReader, parse_manifest, parse_metadata, project_hash
+from .errors import BackupError, IntegrityError, NotABackupError, UnsafeArchiveError
+from .wildmatch import PatternList
+
+__all__ = ["ScanResult", "scan_archive", "link_stays_inside"]
+
+_MAX_LINK_DEPTH = 40
+
+
+@dataclass
+class ScanResult:
+    path: str
+    metadata: dict | None = None
+    errors: list[str] = field(default_factory=list)
+    members: int = 0
+    written: list[str] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)  # what an extraction writes (dry run)
+    outside_links: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    bytes_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _components(name: str) -> list[str]:
+    if name.startswith("/"):
+        raise UnsafeArchiveError(f"member {name!r} has an absolute name")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"member {name!r} contains '..'")
+    return parts
+
+
+def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> bool:
+    """Does a symlink at ``link_path`` (archive-relative) resolve inside the
+    root, following the archive's other symlinks lexically?"""
+    if target.startswith("/"):
+        return False
+    stack = link_path.split("/")[:-1]
+    todo = [p for p in target.split("/")][::-1]
+    hops = 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return False
+            stack.pop()
+            continue
+        stack.append(part)
+        here = "/".join(stack)
+        if here in links:
+            hops += 1
+            if hops > _MAX_LINK_DEPTH:
+                return False
+            nxt = links[here]
+            if nxt.startswith("/"):
+                return False
+            stack.pop()
+            todo.extend(p for p in reversed(nxt.split("/")))
+    return True
+
+
+def _selected(includes: PatternList | None, parts: list[str], is_dir: bool, cache: dict) -> bool:
+    if includes is None:
+        return True
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        d = depth < len(parts) or is_dir
+        key = (sub, d)
+        hit = cache.get(key)
+        if hit is None:
+            b = os.fsencode(sub)
+            hit = cache[key] = includes.excludes(b, os.fsencode(parts[depth - 1]), d)
+        if hit:
+            return True
+    return False
+
+
+def scan_archive(
+    archive: str,
+    *,
+    dest: str | None = None,
+    includes: PatternList | None = None,
+    allow_outside_links: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
+    """Verify ``archive``; with ``dest`` (a new empty directory) also extract.
+
+    Unsafe members raise :class:`UnsafeArchiveError` at once; verification
+    failures are collected in ``result.errors``.
+    """
+    res = ScanResult(archive)
+    kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
+    actual: dict[str, dict] = {}
+    symlinks: list[tuple[str, str, int]] = []
+    mtimes: list[tuple[str, int, bool]] = []  # (path, header mtime, is_dir)
+    dir_modes: dict[str, int] = {}
+    include_cache: dict = {}
+    reader = ArchiveReader(archive)
+
+    def ensure_parents(parts: list[str], member: str) -> None:
+        for depth in range(1, len(parts)):
+            sub = "/".join(parts[:depth])
+            kind = kinds.get(sub)
+            if kind is None:
+                kinds[sub] = "dir"
+                if dest is not None:
+                    os.mkdir(os.path.join(dest, sub), 0o700)
+            elif kind != "dir":
+                raise UnsafeArchiveError(f"member {member!r} would be written through the {kind} {sub!r}")
+
+    for ti, fobj in reader:
+        res.members += 1
+        parts = _components(ti.name)
+        if not parts:
+            continue
+        path = "/".join(parts)
+        if ti.ischr() or ti.isblk() or ti.isfifo():
+            raise UnsafeArchiveError(f"member {path!r} is a device or FIFO")
+        if not (ti.isreg() or ti.isdir() or ti.issym() or ti.islnk()):
+            raise UnsafeArchiveError(f"member {path!r} has an unsupported type")
+        if dest is not None:
+            try:
+                tarfile.data_filter(ti.replace(mode=ti.mode & 0o777, deep=False), dest)
+            except tarfile.FilterError as exc:
+                if not (ti.issym() and isinstance(exc, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError))):
+                    raise UnsafeArchiveError(f"member {path!r} refused: {exc}") from None
+        ensure_parents(parts, path)
+        previous = kinds.get(path)
+        if previous is not None and not (previous == "dir" and ti.isdir()):
+            raise UnsafeArchiveError(f"member {path!r} appears twice in the archive")
+        wanted = _selected(includes, parts, ti.isdir(), include_cache)
+        full = os.path.join(dest, path) if dest is not None else None
+        mode = ti.mode & 0o777  # setuid, setgid and sticky dropped
+        if wanted and not ti.isdir():
+            res.planned.append(path)
+
+        if ti.isdir():
+            kinds[path] = "dir"
+            actual[path] = {"type": "dir"}
+            if dest is not None and previous is None:
+                os.mkdir(full, 0o700)
+            dir_modes[path] = mode
+            mtimes.append((path, ti.mtime, True))
+        elif ti.issym():
+            kinds[path] = "symlink"
+            actual[path] = {"type": "symlink", "target": ti.linkname}
+            if wanted:
+                symlinks.append((path, ti.linkname, ti.mtime))
+        elif ti.islnk():
+            link_parts = _components(ti.linkname)
+            link = "/".join(link_parts)
+            if kinds.get(link) != "file":
+                raise UnsafeArchiveError(f"hard link {path!r} points to {ti.linkname!r}, which is not a regular file stored earlier in the archive")
+            kinds[path] = "hardlink"
+            actual[path] = {"type": "hardlink", "target": link}
+            if dest is not None and wanted:
+                if os.path.exists(os.path.join(dest, link)):
+                    os.link(os.path.join(dest, link), full, follow_symlinks=False)
+                    res.written.append(path)
+                    mtimes.append((path, ti.mtime, False))
+                else:
+                    res.skipped.append({"path": path, "reason": f"hard link to {link}, which --include left out"})
+        else:
+            kinds[path] = "file"
+            h = hashlib.sha256()
+            fd = None
+            if dest is not None and wanted:
+                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                size = 0
+                while True:
+                    chunk = fobj.read(CHUNK)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    size += len(chunk)
+                    if fd is not None:
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    if progress:
+                        progress(0, len(chunk))
+                if fd is not None:
+                    os.fchmod(fd, mode)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if size != ti.size:
+                raise IntegrityError(f"{archive}: member {path!r} is truncated")
+            res.bytes_read += size
+            actual[path] = {"type": "file", "size": size, "sha256": h.hexdigest()}
+            if fd is not None:
+                res.written.append(path)
+                mtimes.append((path, ti.mtime, False))
+        if progress:
+            progress(1, 0)
+
+    if reader.metadata_bytes is None or reader.manifest_bytes is None:
+        raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
+    res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    try:
+        manifest = parse_manifest(reader.manifest_bytes)
+    except IntegrityError as exc:
+        res.errors.append(str(exc))
+        manifest = []
+    _compare(res, manifest, actual)
+
+    if dest is not None:
+        _finish(res, dest, manifest, symlinks, mtimes, dir_modes, kinds, allow_outside_links)
+    return res
+
+
+def _compare(res: ScanResult, manifest: list[dict], actual: dict[str, dict]) -> None:
+    errors = res.errors
+    expected: dict[str, dict] = {}
+    hash_items: list[tuple[bytes, str]] = []
+    for rec in manifest:
+        path = rec.get("path")
+        if not isinstance(path, str):
+            errors.append("manifest has an entry without a path")
+            continue
+        expected[path] = rec
+    for path, rec in expected.items():
+        got = actual.get(path)
+        kind = rec.get("type")
+        if got is None:
+            errors.append(f"member {path!r} is in the manifest but missing from the archive")
+            continue
+        if got["type"] != kind:
+            errors.append(f"member {path!r} is a {got['type']} in the archive but a {kind} in the manifest")
+            continue
+        if kind == "file":
+            if got["size"] != rec.get("size"):
+                errors.append(f"member {path!r} has {got['size']} bytes, the manifest says {rec.get('size')}")
+            elif got["sha256"] != rec.get("sha256"):
+                errors.append(f"member {path!r} does not match its SHA-256 in the manifest")
+            hash_items.append((os.fsencode(path), got["sha256"]))
+        elif kind == "symlink":
+            if got["target"] != rec.get("target"):
+                errors.append(f"symlink {path!r} points to {got['target']!r}, the manifest says {rec.get('target')!r}")
+            hash_items.append((os.fsencode(path), "symlink:" + got["target"]))
+        elif kind == "hardlink":
+            if got["target"] != rec.get("target"):
+                errors.append(f"hard link {path!r} points to {got['target']!r}, the manifest says {rec.get('target')!r}")
+            target = actual.get(got["target"], {})
+            hash_items.append((os.fsencode(path), target.get("sha256", "")))
+    for path in actual:
+        if path not in expected:
+            errors.append(f"member {path!r} is in the archive but not in the manifest")
+    meta = res.metadata or {}
+    if "project_hash" in meta and not errors:
+        if project_hash(hash_items) != meta["project_hash"]:
+            errors.append("project_hash recomputed from the archive does not match the metadata")
+    if "total_files" in meta and not errors:
+        n = sum(1 for r in expected.values() if r.get("type") != "dir")
+        if n != meta["total_files"]:
+            errors.append(f"the metadata counts {meta['total_files']} files, the manifest {n}")
+
+
+def _finish(res, dest, manifest, symlinks, mtimes, dir_modes, kinds, allow_outside_links) -> None:
+    """After every file is written: symlinks, then mtimes, then directory modes."""
+    if res.errors:
+        return
+    exact = {r["path"]: r.get("mtime_ns") for r in manifest if isinstance(r.get("path"), str)}
+    links = {path: target for path, target, _ in symlinks}
+    for path, target, mtime in symlinks:
+        if not allow_outside_links and not link_stays_inside(path, target, links):
+            res.outside_links.append({"path": path, "target": target})
+            continue
+        os.symlink(target, os.path.join(dest, path))
+        res.written.append(path)
+        mtimes.append((path, mtime, False))
+    for path, mtime, _is_dir in mtimes:
+        ns = exact.get(path)
+        if not isinstance(ns, int):
+            ns = int(mtime) * 10**9
+        try:
+            os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
+        except OSError as exc:
+            raise BackupError(f"cannot set the time of {path}: {exc.strerror}") from None
+    for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
+        os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)

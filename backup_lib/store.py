@@ -1,0 +1,252 @@
+"""A backup directory: naming, listing, locking, atomic placement, the index.
+
+* Archives are named ``<name>_<kind>_<YYYYmmdd_HHMMSS>[_<n>].tar[.gz|.zst]``
+  (UTC); a second archive in the same second gets ``_1``, ``_2`` …: placement
+  uses ``link(2)``, which never overwrites.
+* An archive is written as ``.tmp-….partial`` (0600), fsynced, then linked
+  into place: nothing else is ever taken for a backup, and the next create
+  (which holds the directory's lock) removes the leftovers of a killed one.
+* Beside each archive, ``<archive>.index.json`` caches its metadata so that
+  listing never decompresses an archive; a missing or stale index is rebuilt
+  from the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from .errors import BackupError, LockedError, NotABackupError, NotFoundError
+
+__all__ = ["BackupFile", "BackupStore", "parse_backup_name"]
+
+_NAME_RE = re.compile(
+    r"^(?P<name>.+)_(?P<kind>project|db)_(?P<ts>\d{8}_\d{6})(?:_(?P<seq>\d+))?(?P<ext>\.tar(?:\.gz|\.zst)?)$"
+)
+_EXT_COMPRESSION = {".tar.gz": "gzip", ".tar.zst": "zstd", ".tar": "none"}
+TMP_PREFIX = ".tmp-"
+TMP_SUFFIX = ".partial"
+INDEX_SUFFIX = ".index.json"
+LOCK_NAME = ".backup.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFile:
+    path: str
+    name: str  # the <name> part
+    kind: str  # "project" | "db"
+    timestamp: _dt.datetime  # UTC, from the file name
+    seq: int
+    compression: str
+    size: int
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.timestamp, self.seq)
+
+
+def parse_backup_name(filename: str) -> dict | None:
+    m = _NAME_RE.match(filename)
+    if not m:
+        return None
+    try:
+        ts = _dt.datetime.strptime(m["ts"], "%Y%m%d_%H%M%S").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return None
+    return {
+        "name": m["name"],
+        "kind": m["kind"],
+        "timestamp": ts,
+        "seq": int(m["seq"] or 0),
+        "compression": _EXT_COMPRESSION[m["ext"]],
+    }
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BackupStore:
+    def __init__(self, directory: str, kind: str):
+        self.directory = os.path.abspath(directory)
+        self.kind = kind
+
+    # -- directory and lock --------------------------------------------------
+    def ensure(self) -> None:
+        """Create the directory (0700) if needed and check it is writable."""
+        if not os.path.isdir(self.directory):
+            try:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                os.chmod(self.directory, 0o700)
+            except OSError as exc:
+                raise BackupError(f"backup dir {self.directory} cannot be created: {exc.strerror}") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise BackupError(f"backup dir {self.directory} is not writable")
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 10.0) -> Iterator[None]:
+        """One create or cleanup at a time per backup directory."""
+        path = os.path.join(self.directory, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise BackupError(f"cannot open lock file {path}: {exc.strerror}") from None
+        try:
+            deadline = time.monotonic() + max(0.0, timeout)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockedError(
+                            f"backup dir {self.directory} is busy: another create or cleanup is running "
+                            f"(waited {timeout:g}s; try again when it finishes)"
+                        ) from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove what interrupted runs left behind (call with the lock held)."""
+        removed = []
+        archives = set()
+        for entry in self._scan():
+            if entry.name.startswith(TMP_PREFIX) and entry.name.endswith(TMP_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+            elif parse_backup_name(entry.name):
+                archives.add(entry.name)
+        for entry in self._scan():
+            if entry.name.endswith(INDEX_SUFFIX) and parse_backup_name(entry.name[: -len(INDEX_SUFFIX)]):
+                if entry.name[: -len(INDEX_SUFFIX)] not in archives:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(entry.name)
+        return removed
+
+    def _scan(self) -> list[os.DirEntry]:
+        try:
+            with os.scandir(self.directory) as it:
+                return list(it)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise BackupError(f"backup dir {self.directory} cannot be read: {exc.strerror}") from None
+
+    # -- writing ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def temp_file(self, final_name: str) -> Iterator[tuple[int, str]]:
+        """A new 0600 file under a temporary name; removed on any failure."""
+        tmp = os.path.join(self.directory, f"{TMP_PREFIX}{final_name}-{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            yield fd, tmp
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def place(self, tmp: str, name: str, stamp: _dt.datetime, suffix: str) -> str:
+        """Link the finished temp file to its final, never-overwriting name."""
+        base = f"{name}_{self.kind}_{stamp:%Y%m%d_%H%M%S}"
+        seq = 0
+        while True:
+            final = os.path.join(self.directory, f"{base}{'_' + str(seq) if seq else ''}{suffix}")
+            try:
+                os.link(tmp, final)
+                break
+            except FileExistsError:
+                seq += 1
+        os.unlink(tmp)
+        fsync_dir(self.directory)
+        return final
+
+    def write_index(self, archive: str, metadata: dict) -> None:
+        try:
+            st = os.stat(archive)
+            data = json.dumps(
+                {"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns, "metadata": metadata},
+                ensure_ascii=True,
+            ).encode()
+            final = archive + INDEX_SUFFIX
+            with self.temp_file(os.path.basename(final)) as (fd, tmp):
+                os.write(fd, data)
+                os.fsync(fd)
+                os.close(fd)
+                os.replace(tmp, final)
+        except OSError:
+            pass  # the index is a cache: the archive stays the truth
+
+    # -- reading ---------------------------------------------------------------
+    def backups(self, *, name: str | None = None) -> list[BackupFile]:
+        """This store's archives, newest first (by the time in their names)."""
+        out = []
+        for entry in self._scan():
+            info = parse_backup_name(entry.name)
+            if not info or info["kind"] != self.kind or (name is not None and info["name"] != name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            out.append(BackupFile(entry.path, info["name"], info["kind"], info["timestamp"], info["seq"], info["compression"], st.st_size))
+        out.sort(key=lambda b: b.sort_key, reverse=True)
+        return out
+
+    def metadata(self, archive: str) -> dict:
+        """The archive's metadata: from its index when fresh, else from the archive."""
+        return read_metadata(archive, store=self)
+
+
+def read_metadata(archive: str, *, store: BackupStore | None = None, rebuild_index: bool = True) -> dict:
+    """Metadata of any archive path; uses and refreshes the index beside it."""
+    from .archive import ArchiveReader
+
+    try:
+        st = os.stat(archive)
+    except FileNotFoundError:
+        raise NotFoundError(f"backup {archive} does not exist") from None
+    except OSError as exc:
+        raise NotFoundError(f"backup {archive}: {exc.strerror}") from None
+    if not os.path.isfile(archive):
+        raise NotABackupError(f"{archive} is not a file")
+    index = archive + INDEX_SUFFIX
+    try:
+        with open(index, "rb") as fh:
+            cached = json.load(fh)
+        if cached.get("archive_size") == st.st_size and cached.get("archive_mtime_ns") == st.st_mtime_ns:
+            return cached["metadata"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    metadata = ArchiveReader(archive).read_all_metadata()
+    if rebuild_index:
+        target = store or BackupStore(os.path.dirname(archive), metadata.get("backup_type", ""))
+        if os.access(os.path.dirname(os.path.abspath(archive)) or ".", os.W_OK):
+            target.write_index(archive, metadata)
+    return metadata
+
+
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
