@@ -1,0 +1,126 @@
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from backup_lib.archive import MANIFEST_NAME, METADATA_NAME, ArchiveReader
+from backup_lib.project import create_backup
+from conftest import HAVE_TAR, write_tree
+from helpers import make_project
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "proj")
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst", "none"])
+def test_gnu_tar_lists_and_extracts(project, tmp_path, compression):
+    if not HAVE_TAR:
+        pytest.skip("GNU tar not installed")
+    res = create_backup(str(project), compression=compression)
+    suffix = {"gz": ".tar.gz", "zst": ".tar.zst", "none": ".tar"}[compression]
+    assert res.backup_path.endswith(suffix)
+    out = tmp_path / "gnu"
+    out.mkdir()
+    flags = {"gz": ["-z"], "zst": ["--zstd"], "none": []}[compression]
+    if compression == "zst" and subprocess.run(["zstd", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("zstd not installed")
+    listing = subprocess.run(["tar", *flags, "-tf", res.backup_path], capture_output=True, text=True, check=True).stdout.split("\n")
+    names = [n for n in listing if n]
+    assert names[-2:] == [MANIFEST_NAME, METADATA_NAME]
+    members = [n.rstrip("/") for n in names[:-2]]
+    assert members == sorted(members, key=os.fsencode)
+    subprocess.run(["tar", *flags, "-xf", res.backup_path, "-C", str(out)], check=True)
+    assert (out / "app" / "models.py").read_bytes() == (project / "app" / "models.py").read_bytes()
+    assert os.readlink(out / "models_link.py") == "app/models.py"
+    meta = json.loads((out / METADATA_NAME).read_text())
+    assert meta["backup_type"] == "project_full"
+
+
+def test_selection_in_archive(project):
+    res = create_backup(str(project))
+    names = {ti.name for ti, _ in ArchiveReader(res.backup_path)}
+    assert "app/models.py" in names and "empty" in names and ".gitignore" in names
+    for gone in ("app.log", ".env", "app.db", "app.db-wal", ".venv", "node_modules", "app/__pycache__"):
+        assert not any(n == gone or n.startswith(gone + "/") for n in names), gone
+    assert not any(n.startswith("backups") for n in names)
+
+
+def test_metadata_fields(project):
+    (project / "pyproject.toml").write_text('[project]\nname="demo"\nversion="1.2.3"\n')
+    meta = create_backup(str(project), environment=None).metadata
+    for key in ("backup_timestamp", "backup_type", "project_root", "total_files", "total_size", "project_hash",
+                "file_types", "gitignore_patterns", "excluded_patterns", "compression", "application_version",
+                "environment", "database", "format_version", "tool_version", "hostname", "skipped_files", "git"):
+        assert key in meta, key
+    assert meta["backup_timestamp"].endswith("+00:00")
+    assert meta["application_version"] == "1.2.3"
+    assert meta["environment"] == "development"
+    assert meta["compression"] == "gzip"
+    assert meta["file_types"][".py"] == 3
+    assert "*.log" in meta["gitignore_patterns"]
+    assert ".venv" in meta["excluded_patterns"]
+    assert meta["database"]["path"] == "app.db" and meta["database"]["size"] == 116 and len(meta["database"]["hash"]) == 64
+    assert meta["git"] is None
+
+
+def test_environment_and_git_metadata(project, monkeypatch):
+    from conftest import git
+
+    git("init", "-q", "-b", "main", cwd=project)
+    git("add", "-A", cwd=project)
+    git("commit", "-qm", "x", cwd=project)
+    monkeypatch.setenv("APP_ENV", "production")
+    meta = create_backup(str(project)).metadata
+    assert meta["environment"] == "production"
+    assert meta["git"]["branch"] == "main" and len(meta["git"]["commit"]) == 40 and meta["git"]["dirty"] is False
+
+
+def test_project_hash_ignores_time_and_compression(project):
+    a = create_backup(str(project), compression="gz").metadata["project_hash"]
+    b = create_backup(str(project), compression="none").metadata["project_hash"]
+    assert a == b
+    (project / "README.md").write_text("changed\n")
+    assert create_backup(str(project)).metadata["project_hash"] != a
+
+
+def test_manifest_records(project):
+    res = create_backup(str(project))
+    reader = ArchiveReader(res.backup_path)
+    for _ in reader:
+        pass
+    records = {r["path"]: r for r in map(json.loads, reader.manifest_bytes.decode().splitlines())}
+    rec = records["app/models.py"]
+    assert rec["type"] == "file" and rec["size"] == os.path.getsize(project / "app/models.py")
+    assert rec["mtime_ns"] == os.stat(project / "app/models.py").st_mtime_ns
+    import hashlib
+
+    assert rec["sha256"] == hashlib.sha256((project / "app/models.py").read_bytes()).hexdigest()
+    assert records["models_link.py"] == {**records["models_link.py"], "type": "symlink", "target": "app/models.py"}
+    assert records["empty"]["type"] == "dir"
+
+
+def test_own_backup_metadata_json_survives(tmp_path):
+    root = tmp_path / "p"
+    write_tree(root, {"backup_metadata.json": '{"mine": true}', "backup_manifest.jsonl": "mine\n", "zzz": "last"})
+    res = create_backup(str(root))
+    reader = ArchiveReader(res.backup_path)
+    got = {ti.name: f.read() for ti, f in reader if f is not None}
+    assert got["backup_metadata.json"] == b'{"mine": true}'
+    assert got["backup_manifest.jsonl"] == b"mine\n"
+    assert json.loads(reader.metadata_bytes)["backup_type"] == "project_full"
+
+
+def test_large_names_and_long_links_stay_gnu_readable(tmp_path):
+    root = tmp_path / "p"
+    long_dir = "d" * 120
+    write_tree(root, {f"{long_dir}/{'f' * 150}.txt": "x"})
+    os.symlink("t" * 200, root / "longlink")
+    res = create_backup(str(root), compression="none")
+    with tarfile.open(res.backup_path) as tf:
+        names = tf.getnames()
+        assert f"{long_dir}/{'f' * 150}.txt" in names
+        assert tf.getmember("longlink").linkname == "t" * 200

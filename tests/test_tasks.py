@@ -1,0 +1,205 @@
+"""The tasks as users run them: flags, config, output, exit codes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from helpers import REPO, make_project, run_cli, run_subprocess
+
+
+@pytest.fixture
+def proj(tmp_path):
+    return make_project(tmp_path / "webapp")
+
+
+def cli(*args):
+    return run_cli(list(args))
+
+
+def no_traceback(err):
+    assert "Traceback" not in err
+
+
+def test_create_json_and_list_info(proj):
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--json")
+    assert code == 0, err
+    meta = json.loads(out)
+    assert meta["backup_path"].endswith(".tar.gz") and os.path.exists(meta["backup_path"])
+    assert meta["total_files"] > 0 and meta["backup_type"] == "project_full"
+    code, out, _ = cli("backup.list", "--project-root", str(proj), "--json")
+    rows = json.loads(out)
+    assert rows[0]["backup_path"] == meta["backup_path"] and rows[0]["total_files"] == meta["total_files"]
+    code, out, _ = cli("backup.list", "--project-root", str(proj))
+    assert "webapp_project_" in out and "gzip" in out
+    code, out, _ = cli("backup.info", "--project-root", str(proj), "--backup-path", os.path.basename(meta["backup_path"]), "--json")
+    assert code == 0 and json.loads(out)["project_hash"] == meta["project_hash"]
+    code, out, _ = cli("backup.info", "--backup-path", meta["backup_path"])
+    assert "project_hash: " + meta["project_hash"] in out
+
+
+def test_dry_run_lists_files_and_writes_nothing(proj):
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--dry-run", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data) == {"files", "total_files", "total_size"}
+    assert "app/models.py" in data["files"] and ".env" not in data["files"]
+    assert data["total_files"] == len(data["files"])
+    assert not (proj / "backups").exists()
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--dry-run", "--include", ".env", "--exclude", "static/")
+    assert ".env" in out.split() and "static/app.js" not in out and "would be backed up" in err
+
+
+def test_no_compress_and_compression_flag(proj):
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--no-compress", "--json")
+    assert json.loads(out)["backup_path"].endswith(".tar")
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--compression", "zst", "--json")
+    assert json.loads(out)["compression"] == "zstd"
+    code, _, err = cli("backup.create", "--project-root", str(proj), "--compression", "lz4")
+    assert code == 2 and "--compression" in err
+
+
+def test_env_config_overrides(proj, monkeypatch):
+    monkeypatch.setenv("INVOKE_BACKUP_COMPRESSION", "zst")
+    monkeypatch.setenv("INVOKE_BACKUP_NAME", "nightly")
+    _, out, err = cli("backup.create", "--project-root", str(proj), "--json")
+    path = json.loads(out)["backup_path"]
+    assert os.path.basename(path).startswith("nightly_project_") and path.endswith(".tar.zst"), err
+
+
+def test_invoke_yaml_config(proj, tmp_path):
+    (tmp_path / "tasks.py").write_text(open(REPO / "tasks.py").read())
+    bdir = tmp_path / "elsewhere"
+    (tmp_path / "invoke.yaml").write_text(
+        f"backup:\n  project_root: {proj}\n  backup_dir: {bdir}\n  include: ['.env']\n  compression: none\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "invoke", "backup.create", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(proc.stdout)
+    assert meta["backup_path"].startswith(str(bdir)) and meta["backup_path"].endswith(".tar")
+    import tarfile
+
+    with tarfile.open(meta["backup_path"]) as tf:
+        assert ".env" in tf.getnames()
+
+
+def test_restore_default_target_and_refusals(proj, tmp_path, monkeypatch):
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
+    path = json.loads(out)["backup_path"]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("backup.restore", "--backup-path", path)
+    assert code == 0, err
+    restored = tmp_path / "restored_project"
+    assert (restored / "app" / "models.py").read_text() == (proj / "app" / "models.py").read_text()
+    code, _, err = cli("backup.restore", "--backup-path", path)
+    assert code == 1 and "not empty" in err and "--force" in err
+    (restored / "app" / "models.py").write_text("local edit")
+    (restored / "local.txt").write_text("mine")
+    code, _, err = cli("backup.restore", "--backup-path", path, "--force")
+    assert code == 0, err
+    assert (restored / "app" / "models.py").read_text() == (proj / "app" / "models.py").read_text()
+    assert (restored / "local.txt").read_text() == "mine"
+
+
+def test_cleanup_flags(proj):
+    cli("backup.create", "--project-root", str(proj))
+    code, _, err = cli("backup.cleanup", "--project-root", str(proj), "--retention-days", "-1")
+    assert code == 2 and "retention-days" in err
+    code, _, err = cli("backup.cleanup", "--project-root", str(proj), "--max-backups", "0")
+    assert code == 2
+    code, out, _ = cli("backup.cleanup", "--project-root", str(proj), "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["would_delete"] == []
+    code, out, _ = cli("backup.cleanup", "--project-root", str(proj))
+    assert code == 0 and "keep" in out
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["backup.create", "--project-root", "/nonexistent/project"], 1, "does not exist"),
+    (["backup.info", "--backup-path", "/nonexistent.tar.gz"], 1, "does not exist"),
+    (["backup.restore", "--backup-path", "/nonexistent.tar.gz"], 1, "does not exist"),
+    (["backup.info"], 2, "--backup-path"),
+])
+def test_errors_are_one_line(args, code, needle):
+    got, out, err = cli(*args)
+    assert got == code and needle in err
+    no_traceback(err)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_and_foreign_archives_exit_4(proj, tmp_path):
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
+    path = json.loads(out)["backup_path"]
+    bad = tmp_path / "bad.tar.gz"
+    data = bytearray(open(path, "rb").read())
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    code, _, err = cli("backup.info", "--backup-path", str(bad))
+    assert code == 4, err
+    no_traceback(err)
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("hello")
+    code, _, err = cli("backup.restore", "--backup-path", str(foreign), "--target-path", str(tmp_path / "t"))
+    assert code == 4 and not (tmp_path / "t").exists()
+
+
+def test_backup_dir_not_writable(proj, tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    code, _, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", str(blocker / "sub"))
+    assert code == 1 and "backup dir" in err
+    no_traceback(err)
+
+
+def test_disk_full_removes_partial_and_keeps_earlier(proj, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        code, out, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", str(mnt), "--json")
+        assert code == 0, err
+        first = json.loads(out)["backup_path"]
+        (proj / "big.bin").write_bytes(os.urandom(600_000))
+        code, _, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", str(mnt))
+        assert code == 1 and "disk full" in err
+        no_traceback(err)
+        left = sorted(os.listdir(mnt))
+        assert not [n for n in left if n.endswith(".partial")]
+        assert os.path.exists(first)
+        code, out, _ = cli("backup.verify", "--backup-dir", str(mnt), "--project-root", str(proj))
+        assert code == 0
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to make a file unreadable")
+def test_unreadable_file_gives_exit_3(tmp_path):
+    """Root without CAP_DAC_OVERRIDE/READ_SEARCH honours permission bits."""
+    root = tmp_path / "proj"
+    (root / "sub").mkdir(parents=True)
+    for name in ("ok.txt", "secret.txt", "sub/x"):
+        (root / name).write_text(name)
+    os.chmod(root / "secret.txt", 0o000)
+    os.chmod(root / "sub", 0o000)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [*NO_DAC, sys.executable, "-m", "invoke", "-r", str(REPO), "backup.create", "--project-root", str(root), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    os.chmod(root / "sub", 0o755)
+    assert proc.returncode == 3, proc.stderr
+    meta = json.loads(proc.stdout)
+    assert {s["path"] for s in meta["skipped_files"]} == {"secret.txt", "sub"}
+    assert "secret.txt" in proc.stderr and "incomplete" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert os.path.exists(meta["backup_path"])
+
+
+def test_help_documents_every_flag():
+    proc = run_subprocess(["--help", "backup.create"], cwd=REPO)
+    for flag in ("--no-compress", "--exclude", "--include", "--no-default-excludes", "--dry-run", "--json", "--project-root", "--backup-dir"):
+        assert flag in proc.stdout
