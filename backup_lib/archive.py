@@ -131,8 +131,13 @@ class ArchiveWriter:
         self._write = out.write
         self._progress = progress
         self._links: dict[tuple[int, int], tuple[str, str]] = {}  # (dev, ino) -> (path, sha256)
+        self._structure = hashlib.sha256()  # every byte but member data: headers, padding
         self.report = WriteReport()
         self._hash_items: list[tuple[bytes, str]] = []
+
+    def _struct(self, data: bytes) -> None:
+        self._structure.update(data)
+        self._write(data)
 
     # -- members -----------------------------------------------------------
     def add(self, root: str, entry: Entry) -> None:
@@ -140,7 +145,7 @@ class ArchiveWriter:
         full = os.path.join(root, path)
         rep = self.report
         if entry.kind == "dir":
-            self._write(_header(path + "/", tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
+            self._struct(_header(path + "/", tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
             rep.records.append({"path": path, "type": "dir", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns})
             return
         if entry.kind == "symlink":
@@ -149,7 +154,7 @@ class ArchiveWriter:
             except OSError as exc:
                 rep.skipped.append({"path": path, "reason": exc.strerror or str(exc)})
                 return
-            self._write(_header(path, tarfile.SYMTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid, linkname=target))
+            self._struct(_header(path, tarfile.SYMTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid, linkname=target))
             rep.records.append({"path": path, "type": "symlink", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns, "target": target})
             self._count(path, 0, "symlink:" + target)
             return
@@ -170,12 +175,12 @@ class ArchiveWriter:
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self._links:
                 first, digest = self._links[key]
-                self._write(_header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
+                self._struct(_header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
                 rep.records.append({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
                 self._count(path, 0, digest)
                 return
             size = st.st_size
-            self._write(_header(path, tarfile.REGTYPE, mode=st.st_mode, size=size, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid))
+            self._struct(_header(path, tarfile.REGTYPE, mode=st.st_mode, size=size, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid))
             h = hashlib.sha256()
             remaining = size
             try:
@@ -198,7 +203,7 @@ class ArchiveWriter:
                 self._write(pad)
                 remaining -= len(pad)
             if size % BLOCK:
-                self._write(bytes(BLOCK - size % BLOCK))
+                self._struct(bytes(BLOCK - size % BLOCK))
             after = os.fstat(fd)
             if changed or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns or os.read(fd, 1):
                 rep.changed.append(path)
@@ -222,11 +227,24 @@ class ArchiveWriter:
         if self._progress:
             self._progress(1, 0)
 
-    def add_bytes(self, name: str, data: bytes, *, mtime: int) -> None:
-        self._write(_header(name, tarfile.REGTYPE, mode=0o600, size=len(data), mtime=mtime))
+    def add_manifest(self, data: bytes, *, mtime: int) -> str:
+        """The manifest member; returns its SHA-256 (recorded in the metadata)."""
+        self._struct(_header(MANIFEST_NAME, tarfile.REGTYPE, mode=0o600, size=len(data), mtime=mtime))
+        self._write(data)
+        if len(data) % BLOCK:
+            self._struct(bytes(BLOCK - len(data) % BLOCK))
+        return hashlib.sha256(data).hexdigest()
+
+    def add_metadata(self, metadata: dict, *, manifest_sha256: str, mtime: int) -> dict:
+        """The last member: the metadata, sealed with the archive's structure
+        hash, the manifest's hash and its own hash (see :func:`seal`)."""
+        metadata = dict(metadata, manifest_sha256=manifest_sha256, structure_sha256=self._structure.hexdigest())
+        data, metadata = seal(metadata)
+        self._write(metadata_header(len(data), mtime))
         self._write(data)
         if len(data) % BLOCK:
             self._write(bytes(BLOCK - len(data) % BLOCK))
+        return metadata
 
     def finish_hash(self) -> str:
         self.report.project_hash = project_hash(self._hash_items)
@@ -235,6 +253,35 @@ class ArchiveWriter:
     def close(self) -> None:
         self._write(_ZERO_BLOCK * 2)
         self._out.close()
+
+
+def metadata_header(size: int, mtime: int) -> bytes:
+    return _header(METADATA_NAME, tarfile.REGTYPE, mode=0o600, size=size, mtime=mtime)
+
+
+_SEAL_PLACEHOLDER = "0" * 64
+
+
+def _dump_metadata(metadata: dict) -> bytes:
+    return json.dumps(metadata, indent=2, ensure_ascii=True).encode("ascii")
+
+
+def seal(metadata: dict) -> tuple[bytes, dict]:
+    """Serialize with ``metadata_sha256``: the hash of the document in which
+    that field holds 64 zeros.  Any changed byte fails :func:`seal_ok`."""
+    metadata = dict(metadata, metadata_sha256=_SEAL_PLACEHOLDER)
+    metadata["metadata_sha256"] = hashlib.sha256(_dump_metadata(metadata)).hexdigest()
+    return _dump_metadata(metadata), metadata
+
+
+def seal_ok(data: bytes, metadata: dict) -> bool:
+    claimed = metadata.get("metadata_sha256")
+    if not isinstance(claimed, str):
+        return False
+    doc = dict(metadata, metadata_sha256=_SEAL_PLACEHOLDER)
+    return _dump_metadata(doc) == data.replace(claimed.encode(), _SEAL_PLACEHOLDER.encode(), 1) and (
+        hashlib.sha256(_dump_metadata(doc)).hexdigest() == claimed
+    )
 
 
 def project_hash(items: list[tuple[bytes, str]]) -> str:
@@ -269,14 +316,60 @@ def parse_metadata(data: bytes, path: str) -> dict:
 # ---------------------------------------------------------------- reading
 
 _TOOL_BUFFER_LIMIT = 512 << 20
+GZIP_HEADER = bytes.fromhex("1f8b 0800 0000 0000 ff00")  # what ISA-L writes: no name, mtime 0
+
+
+class _Exact:
+    """Exact reads from a decompressed stream; a short read is truncation."""
+
+    def __init__(self, stream, path: str):
+        self._read = stream.read
+        self.path = path
+        self.offset = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._read(n)
+        if len(data) != n:
+            while len(data) < n:
+                more = self._read(n - len(data))
+                if not more:
+                    raise IntegrityError(f"{self.path}: archive is truncated (at byte {self.offset + len(data)} of the tar stream)")
+                data += more
+        self.offset += n
+        return data
+
+
+class _MemberData(io.RawIOBase):
+    """The data of one member: exactly ``size`` bytes of the stream."""
+
+    def __init__(self, src: _Exact, size: int):
+        self._src = src
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._src.read(n)
+        self._left -= n
+        return data
+
+    def drain(self) -> None:
+        while self._left > 0:
+            self.read(min(CHUNK, self._left))
 
 
 class ArchiveReader:
-    """One streaming pass over an archive.
+    """One strict streaming pass over an archive written by this toolkit.
 
     Iterating yields ``(tarinfo, fileobj_or_None)`` for the project's members
-    in archive order; afterwards ``manifest`` and ``metadata`` hold the tool's
-    members (None when the archive has none: not a backup).
+    in archive order.  Every header's checksum, every padding byte and the
+    end of the archive are checked on the way; afterwards ``manifest_bytes``
+    and ``metadata_bytes`` hold the tool's two members (None: not a backup)
+    and ``problems`` lists what does not match the metadata's seals.
     """
 
     def __init__(self, path: str):
@@ -284,49 +377,140 @@ class ArchiveReader:
         self.compression = detect_compression(path)
         self.metadata_bytes: bytes | None = None
         self.manifest_bytes: bytes | None = None
+        self.problems: list[str] = []
 
-    def __iter__(self) -> Iterator[tuple[tarfile.TarInfo, object]]:
-        queue: list[tuple[tarfile.TarInfo, bytes]] = []
+    def _open(self):
+        if self.compression == "gz":
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(GZIP_HEADER))
+            if head != GZIP_HEADER:
+                raise IntegrityError(f"{self.path}: gzip header is damaged or not written by this toolkit")
         try:
-            stream = open_decompressed(self.path, self.compression)
+            return open_decompressed(self.path, self.compression)
         except OSError as exc:
             raise NotFoundError(f"{self.path}: {exc.strerror or exc}") from None
+
+    def __iter__(self) -> Iterator[tuple[tarfile.TarInfo, object]]:
+        stream = self._open()
         try:
-            with stream, tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tf:
-                for ti in tf:
-                    if ti.isreg() and ti.name in TOOL_MEMBERS and ti.size <= _TOOL_BUFFER_LIMIT:
-                        data = tf.extractfile(ti).read()
-                        if len(data) != ti.size:
-                            raise IntegrityError(f"{self.path}: archive is truncated")
-                        queue.append((ti, data))
-                        continue
-                    for qti, qdata in queue:
-                        yield qti, io.BytesIO(qdata)
-                    queue.clear()
-                    yield ti, (tf.extractfile(ti) if ti.isreg() else None)
-        except tarfile.ReadError as exc:
-            raise IntegrityError(f"{self.path}: not a readable tar archive ({_reason(exc)})") from None
-        except (EOFError, tarfile.StreamError) as exc:
+            with stream:
+                yield from self._members(_Exact(stream, self.path))
+        except (IntegrityError, NotFoundError):  # NotABackupError included
+            raise
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"{self.path}: damaged tar header ({_reason(exc)})") from None
+        except (EOFError, ValueError) as exc:
             raise IntegrityError(f"{self.path}: archive is truncated or corrupt ({_reason(exc)})") from None
         except OSError as exc:
             if isinstance(exc, (PermissionError, FileNotFoundError)):
                 raise NotFoundError(f"{self.path}: {exc.strerror}") from None
             raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
         except Exception as exc:  # zstd/isal decoder errors have their own types
-            if type(exc).__module__.startswith(("zstandard", "isal", "zlib", "gzip")) or "Error" in type(exc).__name__:
-                if isinstance(exc, IntegrityError):
-                    raise
+            if type(exc).__module__.split(".")[0] in ("zstandard", "isal", "zlib", "gzip", "_compression"):
                 raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
             raise
-        tail = [name for name, _ in ((t.name, d) for t, d in queue)]
-        if len(queue) >= 2 and tail[-2:] == list(TOOL_MEMBERS):
-            for qti, qdata in queue[:-2]:
+
+    def _members(self, src: _Exact):
+        structure = hashlib.sha256()
+        queue: list[tuple[tarfile.TarInfo, bytes, object, bytes]] = []  # ti, data, structure before, header
+        while True:
+            block = src.read(BLOCK)
+            if block == _ZERO_BLOCK:
+                break
+            before = structure.copy()
+            headers = [block]
+            ti = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            longname = longlink = None
+            while ti.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+                if ti.size > 1 << 20:
+                    raise IntegrityError(f"{self.path}: implausible long-name header")
+                data = src.read(_padded(ti.size))
+                headers.append(data)
+                value = data[: ti.size].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                if ti.type == tarfile.GNUTYPE_LONGNAME:
+                    longname = value
+                else:
+                    longlink = value
+                block = src.read(BLOCK)
+                headers.append(block)
+                ti = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            if longname is not None:
+                ti.name = longname
+            if longlink is not None:
+                ti.linkname = longlink
+            if ti.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_SPARSE):
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (member {ti.name!r} uses a tar extension it never writes)")
+            header = b"".join(headers)
+            structure.update(header)
+            has_data = ti.type in tarfile.REGULAR_TYPES
+            if ti.name.rstrip("/") != ti.name and ti.type != tarfile.DIRTYPE:
+                raise IntegrityError(f"{self.path}: member {ti.name!r} has a trailing slash")
+            ti.name = ti.name.rstrip("/") if ti.type == tarfile.DIRTYPE else ti.name
+            size = ti.size if has_data else 0
+            if has_data and ti.name in TOOL_MEMBERS and size <= _TOOL_BUFFER_LIMIT:
+                data = src.read(size)
+                self._padding(src, size, structure)
+                queue.append((ti, data, before, header))
+                continue
+            for qti, qdata, _b, _h in queue:
+                yield qti, io.BytesIO(qdata)
+            queue.clear()
+            if has_data:
+                member = _MemberData(src, size)
+                yield ti, member
+                member.drain()
+                self._padding(src, size, structure)
+            else:
+                if ti.size and ti.type not in (tarfile.LNKTYPE,):
+                    src.read(_padded(ti.size))  # device etc.: the caller refuses it
+                yield ti, None
+        # End of archive: a second zero block, then only zeros to EOF.
+        if src.read(BLOCK) != _ZERO_BLOCK:
+            raise IntegrityError(f"{self.path}: damaged end-of-archive marker")
+        while True:
+            rest = src._read(CHUNK)
+            if not rest:
+                break
+            if rest.count(0) != len(rest):
+                raise IntegrityError(f"{self.path}: unexpected data after the end of the archive")
+        names = [ti.name for ti, *_ in queue]
+        if len(queue) >= 2 and names[-2:] == list(TOOL_MEMBERS):
+            for qti, qdata, _b, _h in queue[:-2]:
                 yield qti, io.BytesIO(qdata)
             self.manifest_bytes = queue[-2][1]
-            self.metadata_bytes = queue[-1][1]
+            meta_ti, self.metadata_bytes, meta_before, meta_header = queue[-1]
+            self._check_seals(meta_ti, meta_before, meta_header)
         else:
-            for qti, qdata in queue:
+            for qti, qdata, _b, _h in queue:
                 yield qti, io.BytesIO(qdata)
+
+    def _padding(self, src: _Exact, size: int, structure) -> None:
+        pad = _padded(size) - size
+        if pad:
+            data = src.read(pad)
+            if data.count(0) != pad:
+                raise IntegrityError(f"{self.path}: damaged padding after a member (byte {src.offset - pad})")
+            structure.update(data)
+
+    def _check_seals(self, meta_ti, structure_before, header: bytes) -> None:
+        try:
+            meta = json.loads(self.metadata_bytes)
+        except ValueError:
+            self.problems.append(f"{METADATA_NAME} is not valid JSON")
+            return
+        if not isinstance(meta, dict):
+            self.problems.append(f"{METADATA_NAME} is not a JSON object")
+            return
+        if "metadata_sha256" not in meta:
+            return  # not sealed: reported as not a backup by the caller if needed
+        if not seal_ok(self.metadata_bytes, meta):
+            self.problems.append(f"{METADATA_NAME} does not match its own metadata_sha256 (it was altered)")
+        if header != metadata_header(len(self.metadata_bytes), meta_ti.mtime):
+            self.problems.append(f"the tar header of {METADATA_NAME} is damaged")
+        if meta.get("structure_sha256") != structure_before.hexdigest():
+            self.problems.append("tar headers or padding differ from what was written (structure_sha256)")
+        if meta.get("manifest_sha256") != hashlib.sha256(self.manifest_bytes or b"").hexdigest():
+            self.problems.append(f"{MANIFEST_NAME} does not match manifest_sha256 (it was altered)")
 
     def read_all_metadata(self) -> dict:
         """Stream the whole archive for its metadata (the index rebuild path)."""
@@ -337,6 +521,10 @@ class ArchiveReader:
         if self.metadata_bytes is None:
             raise NotABackupError(f"{self.path}: not a backup made by this toolkit (no {METADATA_NAME} at its end)")
         return parse_metadata(self.metadata_bytes, self.path)
+
+
+def _padded(size: int) -> int:
+    return (size + BLOCK - 1) // BLOCK * BLOCK
 
 
 def _reason(exc: BaseException) -> str:

@@ -229,6 +229,7 @@ def scan_archive(
     if reader.metadata_bytes is None or reader.manifest_bytes is None:
         raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    res.errors.extend(reader.problems)
     try:
         manifest = parse_manifest(reader.manifest_bytes)
     except IntegrityError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -126,8 +125,8 @@ def create_backup(
                     }
                 )
                 mtime = int(now.timestamp())
-                writer.add_bytes(_archive.MANIFEST_NAME, _archive.manifest_bytes(rep.records), mtime=mtime)
-                writer.add_bytes(_archive.METADATA_NAME, json.dumps(metadata, indent=2, ensure_ascii=False).encode("utf-8", "surrogateescape"), mtime=mtime)
+                manifest_sha = writer.add_manifest(_archive.manifest_bytes(rep.records), mtime=mtime)
+                metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
                 writer.close()
                 os.fsync(fd)
                 os.close(fd)
