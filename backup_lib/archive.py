@@ -55,20 +55,95 @@ ZSTD_LEVEL = 3
 _ZERO_BLOCK = bytes(BLOCK)
 
 
-def open_compressed_writer(raw, compression: str):
-    """A writable binary stream that compresses into ``raw`` (not closed by it)."""
-    if compression == "gz":
-        from isal import igzip_threaded
+# The whole compressed file is sealed too, so that a flipped bit the
+# decompressor would ignore (gzip header fields, unused deflate bits) is
+# still caught: gzip carries the SHA-256 of every byte after its header in a
+# FEXTRA subfield "BK" (RFC 1952; gzip and GNU tar ignore it), zstd in a
+# trailing skippable frame (the zstd tool skips it).
+GZIP_PREFIX = bytes.fromhex("1f8b 0804 0000 0000 00ff 2400") + b"BK" + bytes.fromhex("2000")
+GZIP_HEADER_LEN = len(GZIP_PREFIX) + 32
+ZSTD_SEAL_MAGIC = bytes.fromhex("502a4d18") + (36).to_bytes(4, "little") + b"BKSH"
+ZSTD_SEAL_LEN = len(ZSTD_SEAL_MAGIC) + 32
 
-        return igzip_threaded.open(raw, "wb", compresslevel=GZIP_LEVEL, threads=1)
-    if compression == "zst":
-        import zstandard
 
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
-        return cctx.stream_writer(raw, closefd=True)
-    if compression == "none":
-        return io.BufferedWriter(raw, CHUNK)
-    raise ValueError(compression)
+class _SealingSink(io.RawIOBase):
+    """Where the compressor writes: hashes what follows the gzip header."""
+
+    def __init__(self, fd: int, compression: str):
+        self._fd = fd
+        self._compression = compression
+        self._hash = hashlib.sha256()
+        self._first = compression == "gz"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = len(data)
+        if self._first:
+            self._first = False
+            if n != 10:
+                raise ValueError("unexpected gzip header from the compressor")
+            data = GZIP_PREFIX + bytes(32)  # patched by seal()
+        else:
+            self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return n
+
+    def close(self) -> None:  # the file descriptor belongs to the caller
+        pass
+
+    def seal(self) -> None:
+        digest = self._hash.digest()
+        if self._compression == "gz":
+            os.pwrite(self._fd, digest, len(GZIP_PREFIX))
+        elif self._compression == "zst":
+            os.write(self._fd, ZSTD_SEAL_MAGIC + digest)
+
+
+class CompressedOutput:
+    """A binary stream that compresses into ``fd``; ``close()`` seals it."""
+
+    def __init__(self, fd: int, compression: str):
+        self._sink = _SealingSink(fd, compression)
+        if compression == "gz":
+            from isal import igzip_threaded
+
+            self._stream = igzip_threaded.open(self._sink, "wb", compresslevel=GZIP_LEVEL, threads=1)
+        elif compression == "zst":
+            import zstandard
+
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+            self._stream = cctx.stream_writer(self._sink, closefd=False)
+        elif compression == "none":
+            self._stream = io.BufferedWriter(_RawFd(fd), CHUNK)
+        else:
+            raise ValueError(compression)
+        self.write = self._stream.write
+
+    def close(self) -> None:
+        self._stream.close()
+        self._sink.seal()
+
+
+class _RawFd(io.RawIOBase):
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return os.write(self._fd, data)
+
+    def close(self) -> None:
+        pass
+
+
+def open_compressed_writer(fd: int, compression: str) -> CompressedOutput:
+    return CompressedOutput(fd, compression)
 
 
 def detect_compression(path: str) -> str:
@@ -87,16 +162,110 @@ def detect_compression(path: str) -> str:
     return "none"
 
 
-def open_decompressed(path: str, compression: str):
+class _SealedFile(io.RawIOBase):
+    """The compressed file as the decompressor reads it, hashed on the way;
+    ``ok`` tells whether it matched the seal written beside the data."""
+
+    def __init__(self, path: str, compression: str):
+        self._fh = open(path, "rb", buffering=0)
+        size = os.fstat(self._fh.fileno()).st_size
+        self._hash = hashlib.sha256()
+        self.expected: bytes | None = None
+        self._left = size
+        if compression == "gz":
+            head = self._fh.read(GZIP_HEADER_LEN)
+            if len(head) == GZIP_HEADER_LEN and head.startswith(GZIP_PREFIX):
+                self.expected = head[len(GZIP_PREFIX) :]
+            self._pending = head  # the decompressor still needs the header
+            self._left = size - len(head)
+        else:  # zst: the seal is a trailing skippable frame
+            self._pending = b""
+            if size >= ZSTD_SEAL_LEN:
+                self._fh.seek(size - ZSTD_SEAL_LEN)
+                tail = self._fh.read(ZSTD_SEAL_LEN)
+                self._fh.seek(0)
+                if tail.startswith(ZSTD_SEAL_MAGIC):
+                    self.expected = tail[len(ZSTD_SEAL_MAGIC) :]
+                    self._left = size - ZSTD_SEAL_LEN
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._pending:
+            n = min(len(b), len(self._pending))
+            b[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        if self._left <= 0:
+            return 0
+        data = self._fh.read(min(len(b), self._left))
+        self._left -= len(data)
+        self._hash.update(data)
+        b[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(CHUNK):
+            pass
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is not None and self._hash.digest() == self.expected
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_decompressed(path: str, compression: str, sealed: "_SealedFile | None" = None):
     if compression == "gz":
         from isal import igzip_threaded
 
-        return igzip_threaded.open(path, "rb", threads=1)
+        return igzip_threaded.open(sealed or _SealedFile(path, "gz"), "rb", threads=1)
     if compression == "zst":
+        return io.BufferedReader(_ZstdReader(sealed or _SealedFile(path, "zst")), CHUNK)
+    return open(path, "rb", buffering=CHUNK)
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames, decoded; unlike zstandard's stream_reader, a frame cut
+    short is an error, not a quiet end of file."""
+
+    def __init__(self, fh):
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True, read_across_frames=True), CHUNK)
-    return open(path, "rb", buffering=CHUNK)
+        self._fh = fh
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._buf = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._eof:
+            chunk = self._fh.read(CHUNK)
+            if not chunk:
+                if not self._dobj.eof:
+                    raise EOFError("zstd frame is truncated")
+                self._eof = True
+                break
+            if self._dobj.eof:
+                if chunk.strip(b"\0"):
+                    raise ValueError("data after the end of the zstd frame")
+                continue
+            self._buf = self._dobj.decompress(chunk)
+            if self._dobj.eof and self._dobj.unused_data.strip(b"\0"):
+                raise ValueError("data after the end of the zstd frame")
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def _header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0, uid: int = 0, gid: int = 0, linkname: str = "") -> bytes:
@@ -316,7 +485,6 @@ def parse_metadata(data: bytes, path: str) -> dict:
 # ---------------------------------------------------------------- reading
 
 _TOOL_BUFFER_LIMIT = 512 << 20
-GZIP_HEADER = bytes.fromhex("1f8b 0800 0000 0000 ff00")  # what ISA-L writes: no name, mtime 0
 
 
 class _Exact:
@@ -328,15 +496,24 @@ class _Exact:
         self.offset = 0
 
     def read(self, n: int) -> bytes:
-        data = self._read(n)
+        data = self.raw_read(n)
         if len(data) != n:
             while len(data) < n:
-                more = self._read(n - len(data))
+                more = self.raw_read(n - len(data))
                 if not more:
                     raise IntegrityError(f"{self.path}: archive is truncated (at byte {self.offset + len(data)} of the tar stream)")
                 data += more
         self.offset += n
         return data
+
+    def raw_read(self, n: int) -> bytes:
+        """Whatever the decompressor raises means a corrupt archive."""
+        try:
+            return self._read(n)
+        except (IntegrityError, PermissionError):
+            raise
+        except Exception as exc:
+            raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
 
 
 class _MemberData(io.RawIOBase):
@@ -378,15 +555,15 @@ class ArchiveReader:
         self.metadata_bytes: bytes | None = None
         self.manifest_bytes: bytes | None = None
         self.problems: list[str] = []
+        self._sealed: _SealedFile | None = None
 
     def _open(self):
-        if self.compression == "gz":
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(GZIP_HEADER))
-            if head != GZIP_HEADER:
-                raise IntegrityError(f"{self.path}: gzip header is damaged or not written by this toolkit")
         try:
-            return open_decompressed(self.path, self.compression)
+            if self.compression != "none":
+                self._sealed = _SealedFile(self.path, self.compression)
+                if self._sealed.expected is None:
+                    raise IntegrityError(f"{self.path}: the {self.compression} seal is missing or damaged (not written by this toolkit, or altered)")
+            return open_decompressed(self.path, self.compression, self._sealed)
         except OSError as exc:
             raise NotFoundError(f"{self.path}: {exc.strerror or exc}") from None
 
@@ -405,10 +582,9 @@ class ArchiveReader:
             if isinstance(exc, (PermissionError, FileNotFoundError)):
                 raise NotFoundError(f"{self.path}: {exc.strerror}") from None
             raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
-        except Exception as exc:  # zstd/isal decoder errors have their own types
-            if type(exc).__module__.split(".")[0] in ("zstandard", "isal", "zlib", "gzip", "_compression"):
-                raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
-            raise
+        finally:
+            if self._sealed is not None:
+                self._sealed.close()
 
     def _members(self, src: _Exact):
         structure = hashlib.sha256()
@@ -468,11 +644,15 @@ class ArchiveReader:
         if src.read(BLOCK) != _ZERO_BLOCK:
             raise IntegrityError(f"{self.path}: damaged end-of-archive marker")
         while True:
-            rest = src._read(CHUNK)
+            rest = src.raw_read(CHUNK)
             if not rest:
                 break
             if rest.count(0) != len(rest):
                 raise IntegrityError(f"{self.path}: unexpected data after the end of the archive")
+        if self._sealed is not None:
+            self._sealed.drain()
+            if not self._sealed.ok:
+                raise IntegrityError(f"{self.path}: the compressed file does not match its seal (bytes were altered)")
         names = [ti.name for ti, *_ in queue]
         if len(queue) >= 2 and names[-2:] == list(TOOL_MEMBERS):
             for qti, qdata, _b, _h in queue[:-2]:

@@ -104,8 +104,7 @@ def create_backup(
             progress.total_files = len(selection.files)
         try:
             with store.temp_file(f"{name}_project{suffix}") as (fd, tmp):
-                raw = os.fdopen(os.dup(fd), "wb", buffering=0)
-                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(raw, compression), progress=progress)
+                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress)
                 for entry in selection.entries:
                     writer.add(root, entry)
                 rep = writer.report
