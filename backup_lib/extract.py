@@ -31,6 +31,7 @@ from .wildmatch import PatternList
 __all__ = ["ScanResult", "scan_archive", "link_stays_inside"]
 
 _MAX_LINK_DEPTH = 40
+_ZERO_CHUNK = bytes(CHUNK)
 
 
 @dataclass
@@ -206,12 +207,16 @@ def scan_archive(
                     h.update(chunk)
                     size += len(chunk)
                     if fd is not None:
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view) :]
+                        if len(chunk) == CHUNK and chunk == _ZERO_CHUNK:
+                            os.lseek(fd, CHUNK, os.SEEK_CUR)  # a hole: sparse files stay sparse
+                        else:
+                            view = memoryview(chunk)
+                            while view:
+                                view = view[os.write(fd, view) :]
                     if progress:
                         progress(0, len(chunk))
                 if fd is not None:
+                    os.ftruncate(fd, size)
                     os.fchmod(fd, mode)
             finally:
                 if fd is not None:
