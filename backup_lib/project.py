@@ -12,7 +12,7 @@ from .errors import BackupError, IntegrityError, NotFoundError, UsageError
 from .metadata import common_metadata, database_info
 from .retention import Decision, check_retention_args, plan_retention
 from .selection import select_files
-from .store import BackupStore, is_disk_full, read_metadata
+from .store import BackupStore, read_metadata
 
 __all__ = [
     "CreateResult",
@@ -94,47 +94,36 @@ def create_backup(
         meta = {"files": list(files), "total_files": len(files), "total_size": selection.total_size}
         return CreateResult(None, meta, dry_run=True, files=files)
 
-    suffix, compression_name = _archive.COMPRESSIONS[compression]
+    compression_name = _archive.COMPRESSIONS[compression][1]
     store = BackupStore(backup_dir, "project")
     store.ensure()
+
+    def metadata_for(rep, writer) -> dict:
+        metadata = common_metadata(backup_type="project_full", root=root, compression=compression_name, environment=environment, now=now)
+        metadata.update(
+            {
+                "total_files": rep.total_files,
+                "total_size": rep.total_size,
+                "project_hash": writer.finish_hash(),
+                "file_types": dict(sorted(rep.file_types.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "gitignore_patterns": list(selection.gitignore_patterns),
+                "excluded_patterns": list(selection.excluded_patterns),
+                "included_patterns": list(include),
+                "database": database_info(root, db),
+                "skipped_files": [{"path": p, "reason": r} for p, r in selection.skipped] + rep.skipped,
+                "changed_files": rep.changed,
+            }
+        )
+        return metadata
+
     with store.lock(lock_timeout):
         store.remove_leftovers()
         now = _now()
         if progress is not None:
             progress.total_files = len(selection.files)
-        try:
-            with store.temp_file(f"{name}_project{suffix}") as (fd, tmp):
-                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress)
-                for entry in selection.entries:
-                    writer.add(root, entry)
-                rep = writer.report
-                metadata = common_metadata(backup_type="project_full", root=root, compression=compression_name, environment=environment, now=now)
-                metadata.update(
-                    {
-                        "total_files": rep.total_files,
-                        "total_size": rep.total_size,
-                        "project_hash": writer.finish_hash(),
-                        "file_types": dict(sorted(rep.file_types.items(), key=lambda kv: (-kv[1], kv[0]))),
-                        "gitignore_patterns": list(selection.gitignore_patterns),
-                        "excluded_patterns": list(selection.excluded_patterns),
-                        "included_patterns": list(include),
-                        "database": database_info(root, db),
-                        "skipped_files": [{"path": p, "reason": r} for p, r in selection.skipped] + rep.skipped,
-                        "changed_files": rep.changed,
-                    }
-                )
-                mtime = int(now.timestamp())
-                manifest_sha = writer.add_manifest(_archive.manifest_bytes(rep.records), mtime=mtime)
-                metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
-                writer.close()
-                os.fsync(fd)
-                os.close(fd)
-                final = store.place(tmp, name, now, suffix)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise BackupError(f"disk full while writing to {backup_dir}: the partial archive was removed, earlier backups are untouched") from None
-            raise BackupError(f"backup failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or backup_dir})") from None
-        store.write_index(final, metadata)
+        final, metadata = store.write_archive(
+            name=name, compression=compression, root=root, entries=selection.entries, metadata_for=metadata_for, now=now, progress=progress
+        )
     if progress is not None:
         progress.done()
     return CreateResult(final, metadata)

@@ -125,12 +125,17 @@ class BackupStore:
 
     def remove_leftovers(self) -> list[str]:
         """Remove what interrupted runs left behind (call with the lock held)."""
+        import shutil
+
         removed = []
         archives = set()
         for entry in self._scan():
             if entry.name.startswith(TMP_PREFIX) and entry.name.endswith(TMP_SUFFIX):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
                     removed.append(entry.name)
             elif parse_backup_name(entry.name):
                 archives.add(entry.name)
@@ -165,6 +170,41 @@ class BackupStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def temp_dir(self, label: str) -> str:
+        """A private working directory that the next create removes if left over."""
+        path = os.path.join(self.directory, f"{TMP_PREFIX}{label}-{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+        os.mkdir(path, 0o700)
+        return path
+
+    def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None) -> tuple[str, dict]:
+        """Archive ``entries`` of ``root`` into a new backup, atomically.
+
+        ``metadata_for(report, writer)`` returns the metadata once every
+        entry is written (and hashed).  Call with the lock held.
+        """
+        from . import archive as _archive
+
+        suffix = _archive.COMPRESSIONS[compression][0]
+        try:
+            with self.temp_file(f"{name}_{self.kind}{suffix}") as (fd, tmp):
+                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress)
+                for entry in entries:
+                    writer.add(root, entry)
+                metadata = metadata_for(writer.report, writer)
+                mtime = int(now.timestamp())
+                manifest_sha = writer.add_manifest(_archive.manifest_bytes(writer.report.records), mtime=mtime)
+                metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
+                writer.close()
+                os.fsync(fd)
+                os.close(fd)
+                final = self.place(tmp, name, now, suffix)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise BackupError(f"disk full while writing to {self.directory}: the partial archive was removed, earlier backups are untouched") from None
+            raise BackupError(f"backup failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or self.directory})") from None
+        self.write_index(final, metadata)
+        return final, metadata
 
     def place(self, tmp: str, name: str, stamp: _dt.datetime, suffix: str) -> str:
         """Link the finished temp file to its final, never-overwriting name."""
