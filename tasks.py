@@ -298,6 +298,136 @@ def _print_cleanup(result, json_):
         _out("No backups to clean up.")
 
 
+# ----------------------------------------------------------------------- db
+
+DB_PATH_HELP = "the SQLite file (default: config db.path, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db under the root)"
+
+
+def _db_common(c, project_root, backup_dir):
+    root = _root(c, project_root)
+    return root, _dir(c, "db", root, backup_dir)
+
+
+@task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
+                           "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
+                           "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_run
+def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, project_root=None, backup_dir=None, json_=False):
+    """Snapshot the live SQLite database consistently, check it, and archive it with an SQL dump."""
+    from backup_lib.database import db_backup
+    from backup_lib.project import normalize_compression
+    from backup_lib.report import human_size
+
+    root, bdir = _db_common(c, project_root, backup_dir)
+    cfg = c.config.get("db", {})
+    result = db_backup(
+        root,
+        db_path=_conf(c, "db", "path", db_path),
+        backup_dir=bdir,
+        skip_dirs=[_dir(c, "backup", root, None)],
+        name=c.config.get("backup", {}).get("name"),
+        compression=normalize_compression(_conf(c, "db", "compression", compression), no_compress=no_compress),
+        sql_dump=bool(cfg.get("sql_dump", True)) and not no_sql_dump,
+        environment=c.config.get("backup", {}).get("environment"),
+        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
+        busy_timeout=float(cfg.get("busy_timeout", 5)),
+        progress=_progress("db backup"),
+    )
+    meta = result.metadata
+    if json_:
+        _json({**meta, "backup_path": result.backup_path})
+    else:
+        rows = sum(meta["tables"].values())
+        _out(f"Created {result.backup_path}\n  {meta['source_path']}: {len(meta['tables'])} tables, {rows} rows, "
+             f"{human_size(meta['size'])}, integrity ok" + (f", dump {meta['sql_dump']}" if meta["sql_dump"] else ""))
+
+
+@task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_run
+def db_list(c, project_root=None, backup_dir=None, json_=False):
+    """List database backups, newest first."""
+    from backup_lib.project import list_backups
+    from backup_lib.report import render_list
+
+    _root_, bdir = _db_common(c, project_root, backup_dir)
+    rows = [b.summary() for b in list_backups(bdir, kind="db")]
+    _json(rows) if json_ else _out(render_list(rows))
+
+
+@task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+                         "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
+@_run
+def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+    """Show a database backup's metadata."""
+    from backup_lib.project import backup_info, resolve_backup_path
+    from backup_lib.report import render_metadata
+
+    _root_, bdir = _db_common(c, project_root, backup_dir)
+    path = resolve_backup_path(backup_path, bdir)
+    meta = backup_info(path)
+    _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
+
+
+@task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
+                           "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_run
+def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+    """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
+    from backup_lib.database import db_verify
+    from backup_lib.project import resolve_backup_path
+
+    _root_, bdir = _db_common(c, project_root, backup_dir)
+    paths = [resolve_backup_path(backup_path, bdir)] if backup_path else []
+    _print_verify(db_verify(bdir, paths), json_)
+
+
+@task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
+                            "from_sql": "rebuild from the SQL dump instead of the snapshot",
+                            "force": "restore even while another connection holds a write transaction (never skips verification)",
+                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_run
+def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
+    """Verify a database backup, take a safety backup, and swap the restored file into place."""
+    from backup_lib.database import db_restore
+    from backup_lib.project import resolve_backup_path
+
+    root, bdir = _db_common(c, project_root, backup_dir)
+    path = resolve_backup_path(backup_path, bdir)
+    cfg = c.config.get("db", {})
+    result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
+                        skip_dirs=[_dir(c, "backup", root, None)], name=c.config.get("backup", {}).get("name"),
+                        from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    if json_:
+        _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
+               "from_sql": result.from_sql, "tables": result.tables})
+    else:
+        _out(f"Restored {result.db_path} from {result.backup_path}" + (" (rebuilt from the SQL dump)" if result.from_sql else ""))
+        _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")
+        _out("  restart the application so that no connection keeps the old file open")
+
+
+@task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
+                            "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
+                            "dry_run": "delete nothing; say what would be deleted",
+                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_run
+def db_cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Delete old database backups (safety backups count); the newest is always kept."""
+    from backup_lib.project import cleanup_backups
+
+    root, bdir = _db_common(c, project_root, backup_dir)
+    result = cleanup_backups(
+        bdir,
+        kind="db",
+        name=c.config.get("backup", {}).get("name") or os.path.basename(root),
+        retention_days=_conf(c, "db", "retention_days", retention_days),
+        max_backups=_conf(c, "db", "max_backups", max_backups),
+        dry_run=dry_run,
+        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
+    )
+    _print_cleanup(result, json_)
+
+
 backup = Collection("backup", create, list_, info, restore, verify, cleanup)
 backup.configure({
     "backup": {
@@ -314,8 +444,22 @@ backup.configure({
         "environment": None,
         "restore_target": None,
     },
-    "db": {"path": None, "backup_dir": None},
 })
 
-ns = Collection(backup)
+db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup)
+db.configure({
+    "db": {
+        "path": None,
+        "backup_dir": None,
+        "compression": "gz",
+        "sql_dump": True,
+        "retention_days": 30,
+        "max_backups": 5,
+        "busy_timeout": 5,
+        "restore_lock_wait": 2,
+    },
+})
+
+ns = Collection(backup, db)
 ns.configure(backup.configuration())
+ns.configure(db.configuration())

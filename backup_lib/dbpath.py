@@ -66,11 +66,25 @@ def _from_url(root: str) -> tuple[str, str] | None:
             path = sqlite_url_path(value)
             if path is None:
                 continue
-            if not os.path.isabs(path):
-                in_instance = os.path.join(root, "instance", path)
-                path = in_instance if os.path.exists(in_instance) else os.path.join(root, path)
+            if os.path.isabs(path):
+                path = "/" + path.lstrip("/")
+            else:
+                path = _relative(root, path)
             return os.path.normpath(path), source
     return None
+
+
+def _relative(root: str, path: str) -> str:
+    """A relative sqlite:/// path: where the file is (instance/ first, as
+    Flask-SQLAlchemy resolves it), else where it will be: instance/ when that
+    folder exists, else the root."""
+    in_instance = os.path.join(root, "instance", path)
+    at_root = os.path.join(root, path)
+    if os.path.exists(in_instance):
+        return in_instance
+    if os.path.exists(at_root):
+        return at_root
+    return in_instance if os.path.isdir(os.path.join(root, "instance")) else at_root
 
 
 def _scan(root: str, skip_dirs: set[str]) -> list[str]:

@@ -42,6 +42,7 @@ class ScanResult:
     members: int = 0
     written: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # what an extraction writes (dry run)
+    file_hashes: dict[str, str] = field(default_factory=dict)  # regular member -> SHA-256 as read
     outside_links: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     bytes_read: int = 0
@@ -225,6 +226,7 @@ def scan_archive(
                 raise IntegrityError(f"{archive}: member {path!r} is truncated")
             res.bytes_read += size
             actual[path] = {"type": "file", "size": size, "sha256": h.hexdigest()}
+            res.file_hashes[path] = actual[path]["sha256"]
             if fd is not None:
                 res.written.append(path)
                 mtimes.append((path, ti.mtime, False))

@@ -66,7 +66,7 @@ def create_backup(
     exclude=(),
     default_excludes: bool = True,
     db_path: str | None = None,
-    other_backup_dirs=(),
+    other_backup_dirs=None,
     environment: str | None = None,
     dry_run: bool = False,
     lock_timeout: float = 10.0,
@@ -79,6 +79,8 @@ def create_backup(
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")
+    if other_backup_dirs is None:
+        other_backup_dirs = [os.path.join(root, "backups", "db")]
     db, _how = resolve_database(root, db_path)
     excluded_paths = [*(side_files(db) if db else ()), *other_backup_dirs, backup_dir]
     selection = select_files(
@@ -248,8 +250,8 @@ def cleanup_backups(
             except (IntegrityError, NotFoundError):
                 not_ours.append(bf.path)
                 continue
-            expected = "project_full" if kind == "project" else ("database", "database_safety")
-            if meta.get("backup_type") not in ((expected,) if isinstance(expected, str) else expected):
+            expected = "project_full" if kind == "project" else "database"
+            if meta.get("backup_type") != expected:
                 not_ours.append(bf.path)
                 continue
             confirmed.append((bf.path, bf.timestamp))

@@ -1,0 +1,298 @@
+"""Database backups: db.backup / list / info / verify / restore / cleanup.
+
+An archive holds the snapshot file, its SQL dump (unless turned off) and the
+manifest and metadata every backup of this toolkit has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+
+from . import archive as _archive
+from . import sqlite as _sq
+from .dbpath import HOW_TO_SET, resolve_database, side_files
+from .errors import DatabaseError, IntegrityError, NotFoundError
+from .extract import scan_archive
+from .metadata import common_metadata
+from .project import VerifyReport
+from .selection import Entry
+from .store import BackupStore, fsync_dir
+
+__all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
+
+
+@dataclass(frozen=True)
+class DbBackupResult:
+    backup_path: str
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class DbRestoreResult:
+    db_path: str
+    backup_path: str
+    safety_backup: str | None
+    from_sql: bool
+    tables: dict
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
+    path, how = resolve_database(root, db_path, scan=True, skip_dirs=skip_dirs)
+    if must_exist or os.path.exists(path):
+        _sq.check_sqlite_file(path, f" (from {how}; {HOW_TO_SET})")
+    return path, how
+
+
+def _shown(root: str, path: str) -> str:
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel
+
+
+def db_backup(
+    root: str,
+    *,
+    db_path: str | None = None,
+    backup_dir: str | None = None,
+    skip_dirs=(),
+    name: str | None = None,
+    compression: str = "gz",
+    sql_dump: bool = True,
+    environment: str | None = None,
+    lock_timeout: float = 10.0,
+    busy_timeout: float = 5.0,
+    progress=None,
+    safety_for: str | None = None,
+) -> DbBackupResult:
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise NotFoundError(f"project root {root} does not exist or is not a directory")
+    backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "db"))
+    path, how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs])
+    name = name or os.path.basename(root) or "project"
+    compression_name = _archive.COMPRESSIONS[compression][1]
+    store = BackupStore(backup_dir, "db")
+    store.ensure()
+    with store.lock(lock_timeout):
+        store.remove_leftovers()
+        now = _now()
+        work = store.temp_dir(f"{name}_db")
+        try:
+            base = os.path.basename(path)
+            snap = os.path.join(work, base)
+            info = _sq.snapshot(path, snap, timeout=busy_timeout)
+            check = _sq.integrity_check(snap)
+            if check != "ok":
+                raise DatabaseError(f"the snapshot of {path} fails integrity_check ({check}): no backup was kept")
+            tables = _sq.table_counts(snap)
+            facts = _sq.database_facts(snap)
+            names = [base]
+            dump_name = None
+            if sql_dump:
+                dump_name = os.path.splitext(base)[0] + ".sql"
+                if dump_name == base:
+                    dump_name = base + ".sql"
+                _sq.write_dump(snap, os.path.join(work, dump_name))
+                names.append(dump_name)
+            entries = sorted((Entry.from_stat(n, "file", os.lstat(os.path.join(work, n))) for n in names), key=lambda e: os.fsencode(e.path))
+
+            def metadata_for(rep, writer) -> dict:
+                by_path = {r["path"]: r for r in rep.records}
+                meta = common_metadata(backup_type="database", root=root, compression=compression_name, environment=environment, now=now)
+                meta.update(
+                    {
+                        "source_path": _shown(root, path),
+                        "found_by": how,
+                        "database_file": base,
+                        "sql_dump": dump_name,
+                        "sqlite_version": facts["sqlite_version"],
+                        "page_size": facts["page_size"],
+                        "journal_mode": info["journal_mode"],
+                        "user_version": facts["user_version"],
+                        "size": by_path[base]["size"],
+                        "sha256": by_path[base]["sha256"],
+                        "integrity_check": check,
+                        "tables": tables,
+                        "total_files": rep.total_files,
+                        "total_size": rep.total_size,
+                        "project_hash": writer.finish_hash(),
+                        "safety_backup": safety_for is not None,
+                        "skipped_files": rep.skipped,
+                    }
+                )
+                if safety_for:
+                    meta["reason"] = f"taken by db.restore before restoring {safety_for}"
+                return meta
+
+            final, metadata = store.write_archive(
+                name=name, compression=compression, root=work, entries=entries, metadata_for=metadata_for, now=now, progress=progress
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return DbBackupResult(final, metadata)
+
+
+def _check_extracted(res, work: str) -> list[str]:
+    """Database-level checks on an extracted, hash-verified backup."""
+    meta = res.metadata or {}
+    errors = list(res.errors)
+    if meta.get("backup_type") != "database":
+        return errors + [f"not a database backup (backup_type {meta.get('backup_type')!r})"]
+    if errors:
+        return errors
+    snap = os.path.join(work, meta.get("database_file", ""))
+    if not os.path.isfile(snap):
+        return [f"the snapshot {meta.get('database_file')!r} is missing from the archive"]
+    if res.file_hashes.get(meta.get("database_file")) != meta.get("sha256"):
+        errors.append("the snapshot's SHA-256 does not match the metadata")
+    check = _sq.integrity_check(snap)
+    if check != "ok":
+        errors.append(f"integrity_check on the snapshot: {check}")
+        return errors
+    counts = _sq.table_counts(snap)
+    if counts != meta.get("tables"):
+        errors.append(f"row counts {counts} differ from the metadata's {meta.get('tables')}")
+    dump = meta.get("sql_dump")
+    if dump:
+        sql = os.path.join(work, dump)
+        loaded = os.path.join(work, ".dump-check.db")
+        try:
+            _sq.load_dump(sql, loaded)
+            if _sq.table_counts(loaded) != counts:
+                errors.append("the SQL dump loads, but with other row counts than the snapshot")
+        except DatabaseError as exc:
+            errors.append(str(exc))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(loaded)
+    return errors
+
+
+def _extract_and_check(archive: str, work: str) -> tuple[dict, list[str]]:
+    try:
+        res = scan_archive(archive, dest=work)
+    except IntegrityError as exc:
+        return {}, [str(exc)]
+    return res.metadata or {}, _check_extracted(res, work)
+
+
+def _work_dir(near: str, label: str) -> str:
+    parent = near if os.path.isdir(near) and os.access(near, os.W_OK) else None
+    return tempfile.mkdtemp(prefix=f".{label}.verify-", dir=parent)
+
+
+def db_verify(backup_dir: str, paths=()) -> list[VerifyReport]:
+    if not paths:
+        paths = [bf.path for bf in BackupStore(backup_dir, "db").backups()]
+        if not paths:
+            raise NotFoundError(f"no database backups to verify in {backup_dir}")
+    reports = []
+    for path in paths:
+        if not os.path.exists(path):
+            reports.append(VerifyReport(path, False, (f"{path} does not exist",)))
+            continue
+        work = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
+        try:
+            meta, errors = _extract_and_check(path, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        reports.append(VerifyReport(path, not errors, tuple(errors), meta))
+    return reports
+
+
+def _writer_busy(db: str, timeout: float) -> bool:
+    """True when another connection holds a write transaction (or lock) on db."""
+    try:
+        conn = sqlite3.connect(db, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {db}: {exc}") from None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return True
+        raise DatabaseError(f"cannot lock database {db}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def db_restore(
+    archive: str,
+    *,
+    root: str,
+    db_path: str | None = None,
+    backup_dir: str | None = None,
+    skip_dirs=(),
+    name: str | None = None,
+    from_sql: bool = False,
+    force: bool = False,
+    busy_timeout: float = 2.0,
+    lock_timeout: float = 10.0,
+) -> DbRestoreResult:
+    root = os.path.abspath(root)
+    if not os.path.exists(archive):
+        raise NotFoundError(f"backup {archive} does not exist")
+    backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "db"))
+    live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
+    parent = os.path.dirname(live)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(live)}.restore-", dir=parent)
+    try:
+        meta, errors = _extract_and_check(archive, work)
+        if errors:
+            raise IntegrityError(f"{archive} fails verification, nothing restored: {errors[0]}")
+        if from_sql and not meta.get("sql_dump"):
+            raise DatabaseError(f"{archive} has no SQL dump (made with --no-sql-dump): restore without --from-sql")
+        exists = os.path.exists(live)
+        if exists and _writer_busy(live, busy_timeout) and not force:
+            raise DatabaseError(
+                f"database {live} is busy: another connection holds a write transaction "
+                f"(stop the application, or use --force)"
+            )
+        safety = None
+        if exists:
+            safety = db_backup(
+                root, db_path=live, backup_dir=backup_dir, skip_dirs=skip_dirs, name=name, lock_timeout=lock_timeout, safety_for=os.path.basename(archive)
+            ).backup_path
+        new = os.path.join(work, ".new.db")
+        if from_sql:
+            _sq.load_dump(os.path.join(work, meta["sql_dump"]), new)
+            if _sq.table_counts(new) != meta.get("tables"):
+                raise IntegrityError("the database rebuilt from the SQL dump has other row counts than the backup's")
+        else:
+            os.rename(os.path.join(work, meta["database_file"]), new)
+        if str(meta.get("journal_mode", "")).lower() == "wal":
+            with _sq.connect(new) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        if exists:
+            st = os.stat(live)
+            os.chmod(new, st.st_mode & 0o7777)
+            with contextlib.suppress(PermissionError):
+                os.chown(new, st.st_uid, st.st_gid)
+        fd = os.open(new, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # Stale side files of the old database must not be applied to the new one.
+        for side in side_files(live)[1:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(side)
+        os.rename(new, live)
+        fsync_dir(parent)
+        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

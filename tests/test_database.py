@@ -1,0 +1,284 @@
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from backup_lib.database import db_backup, db_restore, db_verify, locate_database
+from backup_lib.errors import DatabaseError, IntegrityError
+from backup_lib.project import cleanup_backups, create_backup, list_backups
+from backup_lib.sqlite import content_digest
+from conftest import write_tree
+from helpers import REPO, run_cli
+
+ACCOUNTS, START = 50, 1000
+
+
+def bank(path, wal=True):
+    c = sqlite3.connect(path)
+    if wal:
+        c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+    c.execute("CREATE TABLE log (id INTEGER PRIMARY KEY, note TEXT)")
+    c.executemany("INSERT INTO accounts VALUES (?, ?)", [(i, START) for i in range(ACCOUNTS)])
+    c.commit()
+    c.close()
+
+
+TRANSFERS = """
+import random, sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+print("ready", flush=True)
+n = 0
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    a, b = random.sample(range(%d), 2)
+    amt = random.randint(1, 50)
+    c.execute("BEGIN IMMEDIATE")
+    c.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amt, a))
+    c.execute("INSERT INTO log (note) VALUES (?)", ("x" * random.randint(1, 300),))
+    c.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amt, b))
+    c.execute("COMMIT")
+    n += 1
+print(n, flush=True)
+""" % ACCOUNTS
+
+
+@pytest.fixture
+def proj(tmp_path):
+    root = tmp_path / "shop"
+    write_tree(root, {"app.py": "", ".env": "DATABASE_URL=sqlite:///shop.db\n"})
+    (root / "instance").mkdir()
+    bank(str(root / "instance" / "shop.db"))
+    return root
+
+
+def total(path):
+    c = sqlite3.connect(path)
+    try:
+        return c.execute("SELECT sum(balance), count(*) FROM accounts").fetchone()
+    finally:
+        c.close()
+
+
+def extract(archive, dest):
+    with tarfile.open(archive) as tf:
+        tf.extractall(dest, filter="data")
+
+
+def test_backup_while_another_process_commits(proj, tmp_path):
+    db = proj / "instance" / "shop.db"
+    writer = subprocess.Popen([sys.executable, "-c", TRANSFERS, str(db), "4"], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "ready"
+    results = []
+    try:
+        for i in range(5):
+            results.append(db_backup(str(proj)))
+            time.sleep(0.2)
+    finally:
+        commits = int(writer.communicate(timeout=60)[0].strip() or 0)
+    assert commits > 50, "the writer barely ran; the test proves nothing"
+    logs = set()
+    for i, res in enumerate(results):
+        meta = res.metadata
+        assert meta["integrity_check"] == "ok" and meta["journal_mode"] == "wal"
+        out = tmp_path / f"x{i}"
+        extract(res.backup_path, out)
+        assert total(str(out / "shop.db")) == (ACCOUNTS * START, ACCOUNTS)
+        logs.add(meta["tables"]["log"])
+    assert len(logs) > 1, "every snapshot saw the same state: the writer was held off"
+
+
+def test_metadata_and_archive_layout(proj):
+    res = db_backup(str(proj))
+    meta = res.metadata
+    assert os.path.basename(res.backup_path).startswith("shop_db_") and res.backup_path.endswith(".tar.gz")
+    for key in ("backup_type", "source_path", "sqlite_version", "page_size", "journal_mode", "size", "sha256",
+                "integrity_check", "tables", "user_version", "backup_timestamp", "hostname", "environment", "compression"):
+        assert key in meta, key
+    assert meta["backup_type"] == "database" and meta["source_path"] == "instance/shop.db"
+    assert meta["tables"] == {"accounts": ACCOUNTS, "log": 0}
+    with tarfile.open(res.backup_path) as tf:
+        names = tf.getnames()
+    assert names == ["shop.db", "shop.sql", "backup_manifest.jsonl", "backup_metadata.json"]
+    res2 = db_backup(str(proj), sql_dump=False, compression="zst")
+    assert res2.metadata["sql_dump"] is None and res2.backup_path.endswith(".tar.zst")
+
+
+def test_restore_round_trip_table_by_table(proj):
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    res = db_backup(str(proj))
+    c = sqlite3.connect(db)
+    c.execute("UPDATE accounts SET balance = 0")
+    c.execute("INSERT INTO log (note) VALUES ('after backup')")
+    c.commit()
+    c.close()
+    out = db_restore(res.backup_path, root=str(proj))
+    assert content_digest(db) == before
+    assert out.tables == {"accounts": ACCOUNTS, "log": 0}
+    # The safety backup holds the state just before the restore, and counts as a backup.
+    assert out.safety_backup and os.path.exists(out.safety_backup)
+    listed = [b.metadata for b in list_backups(str(proj / "backups" / "db"), kind="db")]
+    assert any(m.get("safety_backup") for m in listed)
+    with tarfile.open(out.safety_backup) as tf:
+        tf.extractall(proj / "safety", filter="data")
+    assert total(str(proj / "safety" / "shop.db")) == (0, ACCOUNTS)
+    # WAL mode survives, and no stale side files were left to be applied.
+    c = sqlite3.connect(db)
+    assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    c.close()
+
+
+def test_restore_from_sql(proj):
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    res = db_backup(str(proj))
+    os.unlink(db)
+    out = db_restore(res.backup_path, root=str(proj), from_sql=True)
+    assert out.safety_backup is None and out.from_sql
+    assert content_digest(db) == before
+
+
+HOLD = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+c.execute("UPDATE accounts SET balance = balance WHERE id = 0")
+print("holding", flush=True)
+time.sleep(30)
+"""
+
+
+def test_restore_refuses_a_database_held_by_a_writer(proj):
+    db = str(proj / "instance" / "shop.db")
+    res = db_backup(str(proj))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(DatabaseError, match="busy"):
+            db_restore(res.backup_path, root=str(proj), busy_timeout=0.3)
+        code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", res.backup_path])
+        assert code == 1 and "write transaction" in err
+        assert len(list_backups(str(proj / "backups" / "db"), kind="db")) == 1  # no safety backup taken
+        out = db_restore(res.backup_path, root=str(proj), busy_timeout=0.3, force=True)
+        assert out.safety_backup
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def corrupt(path, out):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    with open(out, "wb") as fh:
+        fh.write(bytes(data))
+    return str(out)
+
+
+def test_verify_catches_corruption_and_restore_refuses(proj, tmp_path):
+    db = str(proj / "instance" / "shop.db")
+    good = db_backup(str(proj)).backup_path
+    bad = corrupt(good, os.path.join(os.path.dirname(good), "shop_db_20000101_000000.tar.gz"))
+    reports = {os.path.basename(r.backup_path): r for r in db_verify(str(proj / "backups" / "db"))}
+    assert reports[os.path.basename(good)].ok
+    assert not reports["shop_db_20000101_000000.tar.gz"].ok
+    before = content_digest(db)
+    with pytest.raises(IntegrityError, match="nothing restored"):
+        db_restore(bad, root=str(proj), force=True)
+    assert content_digest(db) == before
+    code, out, err = run_cli(["db.verify", "--project-root", str(proj), "--json"])
+    assert code == 4 and "shop_db_20000101_000000.tar.gz" in err
+    assert sum(1 for r in json.loads(out) if not r["ok"]) == 1
+    code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", bad, "--force"])
+    assert code == 4 and "Traceback" not in err
+
+
+def test_verify_checks_row_counts_against_metadata(proj, tmp_path):
+    """A backup whose snapshot disagrees with its metadata fails even with valid hashes."""
+    from backup_lib.database import _check_extracted
+    from backup_lib.extract import ScanResult
+
+    res = db_backup(str(proj))
+    work = tmp_path / "w"
+    extract(res.backup_path, work)
+    meta = dict(res.metadata, tables={"accounts": 1, "log": 0})
+    scan = ScanResult(res.backup_path, metadata=meta, file_hashes={"shop.db": res.metadata["sha256"]})
+    errors = _check_extracted(scan, str(work))
+    assert any("row counts" in e for e in errors)
+
+
+def test_autodetection(tmp_path, monkeypatch):
+    root = tmp_path / "p"
+    root.mkdir()
+    with pytest.raises(DatabaseError, match="no SQLite database found.*--db-path"):
+        locate_database(str(root))
+    bank(str(root / "one.db"), wal=False)
+    assert locate_database(str(root))[0] == str(root / "one.db")
+    bank(str(root / "two.sqlite3"), wal=False)
+    with pytest.raises(DatabaseError, match="several SQLite databases.*one.db.*two.sqlite3"):
+        locate_database(str(root))
+    (root / ".env").write_text("SQLALCHEMY_DATABASE_URI='sqlite:///data/app.db'\n")
+    (root / "data").mkdir()
+    bank(str(root / "data" / "app.db"), wal=False)
+    path, how = locate_database(str(root))
+    assert path == str(root / "data" / "app.db") and ".env" in how
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{root / 'one.db'}")
+    assert locate_database(str(root))[0] == str(root / "one.db")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
+    assert locate_database(str(root))[0] == str(root / "data" / "app.db")  # not sqlite: next source
+    (root / "fake.db").write_text("not sqlite")
+    with pytest.raises(DatabaseError, match="not an SQLite database"):
+        locate_database(str(root), str(root / "fake.db"))
+    # node_modules, .venv and the backup dirs are never searched.
+    monkeypatch.delenv("DATABASE_URL")
+    os.unlink(root / ".env")
+    for p in ("two.sqlite3", "data/app.db", "fake.db"):
+        os.unlink(root / p)
+    (root / "node_modules").mkdir()
+    bank(str(root / "node_modules" / "x.db"), wal=False)
+    assert locate_database(str(root))[0] == str(root / "one.db")
+
+
+def test_project_backup_leaves_the_database_out(proj):
+    db_backup(str(proj))
+    (proj / "instance" / "shop.db-journal").write_bytes(b"")
+    files = {e for e in create_backup(str(proj), dry_run=True).files}
+    assert "app.py" in files
+    assert not any(f.startswith("instance/shop.db") for f in files)
+    assert not any(f.startswith("backups/") for f in files)
+    meta = create_backup(str(proj)).metadata
+    assert meta["database"]["path"] == "instance/shop.db" and meta["database"]["size"] > 0
+
+
+def test_cleanup_counts_safety_backups(proj):
+    first = db_backup(str(proj)).backup_path
+    time.sleep(1.05)
+    out = db_restore(first, root=str(proj))
+    res = cleanup_backups(str(proj / "backups" / "db"), kind="db", name="shop", retention_days=30, max_backups=1)
+    assert res.deleted == (first,) and os.path.exists(out.safety_backup)
+
+
+def test_db_tasks(proj):
+    code, out, err = run_cli(["db.backup", "--project-root", str(proj), "--json"])
+    assert code == 0, err
+    meta = json.loads(out)
+    assert meta["backup_path"].endswith(".tar.gz") and meta["tables"]["accounts"] == ACCOUNTS
+    code, out, _ = run_cli(["db.list", "--project-root", str(proj), "--json"])
+    assert json.loads(out)[0]["backup_path"] == meta["backup_path"]
+    code, out, _ = run_cli(["db.info", "--project-root", str(proj), "--backup-path", meta["backup_path"]])
+    assert "integrity_check: ok" in out
+    code, out, _ = run_cli(["db.verify", "--project-root", str(proj)])
+    assert code == 0 and out.startswith("ok")
+    code, out, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", meta["backup_path"]])
+    assert code == 0 and "safety backup" in out, err
+    code, out, _ = run_cli(["db.cleanup", "--project-root", str(proj), "--dry-run", "--json"])
+    assert code == 0 and json.loads(out)["would_delete"] == []
+    code, _, err = run_cli(["db.backup", "--project-root", str(proj), "--db-path", "missing.db"])
+    assert code == 1 and "does not exist" in err
+    code, _, err = run_cli(["db.backup", "--project-root", str(proj / "instance"), "--db-path", "nope/x.db"])
+    assert code == 1 and "Traceback" not in err
