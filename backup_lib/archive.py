@@ -49,7 +49,7 @@ CHUNK = 1 << 20
 
 # --compression value -> (file suffix, metadata "compression" value)
 COMPRESSIONS = {"gz": (".tar.gz", "gzip"), "zst": (".tar.zst", "zstd"), "none": (".tar", "none")}
-GZIP_LEVEL = 2  # ISA-L's level 2: about zlib -6's ratio at several times the speed
+GZIP_LEVEL = 3
 ZSTD_LEVEL = 3
 
 _ZERO_BLOCK = bytes(BLOCK)

@@ -27,7 +27,7 @@ from typing import Iterable
 
 from . import git as _git
 from .errors import NotFoundError
-from .wildmatch import PatternList, parse_lines, read_ignore_file
+from .wildmatch import PatternList, QuickReject, parse_lines, read_ignore_file
 
 __all__ = ["DEFAULT_EXCLUDES", "Entry", "Selection", "select_files"]
 
@@ -47,35 +47,26 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 _NORMAL, _SEARCH = 0, 1
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    """One selected path, relative to the root with "/" separators."""
+    """One selected path, relative to the root with "/" separators, and its lstat."""
 
-    path: str
-    kind: str  # "file" | "dir" | "symlink"
-    mode: int
-    size: int
-    mtime_ns: int
-    ino: int
-    dev: int
-    nlink: int
-    uid: int
-    gid: int
+    __slots__ = ("path", "kind", "st")
 
-    @classmethod
-    def from_stat(cls, path: str, kind: str, st: os.stat_result) -> "Entry":
-        return cls(
-            path,
-            kind,
-            st.st_mode,
-            st.st_size if kind == "file" else 0,
-            st.st_mtime_ns,
-            st.st_ino,
-            st.st_dev,
-            st.st_nlink,
-            st.st_uid,
-            st.st_gid,
-        )
+    def __init__(self, path: str, kind: str, st: os.stat_result):
+        self.path = path
+        self.kind = kind  # "file" | "dir" | "symlink"
+        self.st = st
+
+    from_stat = classmethod(lambda cls, path, kind, st: cls(path, kind, st))
+
+    mode = property(lambda self: self.st.st_mode)
+    size = property(lambda self: self.st.st_size if self.kind == "file" else 0)
+    mtime_ns = property(lambda self: self.st.st_mtime_ns)
+    uid = property(lambda self: self.st.st_uid)
+    gid = property(lambda self: self.st.st_gid)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.path!r}, {self.kind!r})"
 
 
 @dataclass(frozen=True)
@@ -94,19 +85,6 @@ class Selection:
     @property
     def total_size(self) -> int:
         return sum(e.size for e in self.files)
-
-
-def _kind(entry: os.DirEntry) -> str | None:
-    try:
-        if entry.is_symlink():
-            return "symlink"
-        if entry.is_dir(follow_symlinks=False):
-            return "dir"
-        if entry.is_file(follow_symlinks=False):
-            return "file"
-    except OSError:
-        return None
-    return None  # FIFO, socket, device: skipped, never opened
 
 
 def _kind_of_mode(mode: int) -> str | None:
@@ -215,90 +193,108 @@ def select_files(
             if pl:
                 dir_lists.append(pl)
 
-    entries: list[Entry] = []
+    entries: list[tuple[bytes, Entry]] = []
     skipped: list[tuple[str, str]] = []
     nested_tops: list[str] = []
+    always_b = {os.fsencode(p) for p in always_paths}
+    default_b = {os.fsencode(p) for p in default_paths}
+    has_user_exclude = bool(user_exclude.patterns)
+    has_includes = bool(includes.patterns)
+    has_defaults = bool(defaults.patterns)
+    decode = os.fsdecode
 
-    def git_excluded(rules: tuple, file_rules: tuple, rel: bytes, name: bytes, is_dir: bool) -> bool:
-        for pl in reversed(rules):
-            pat = pl.last_match(rel, name, is_dir)
-            if pat is not None:
-                return not pat.negated
-        for pl in reversed(file_rules):
-            pat = pl.last_match(rel, name, is_dir)
-            if pat is not None:
-                return not pat.negated
-        return False
+    def quick_for(rules, file_rules) -> QuickReject:
+        return QuickReject([*((defaults,) if has_defaults else ()), *rules, *file_rules], casefold)
 
-    # Frame: (abs dir, rel dir str ("" for root), rules tuple, repo rules tuple, mode)
-    stack: list[tuple[str, str, tuple, tuple, int]] = [(root, "", tuple(dir_lists), repo_rules.lists, _NORMAL)]
+    # Frame: (abs dir, rel dir bytes (b"" for root), rules tuple, repo rules tuple, quick reject, mode)
+    first_rules = tuple(dir_lists)
+    stack: list[tuple] = [(os.fsencode(root), b"", first_rules, repo_rules.lists, quick_for(first_rules, repo_rules.lists), _NORMAL)]
     while stack:
-        dir_abs, dir_rel, rules, file_rules, mode = stack.pop()
+        dir_abs, dir_rel, rules, file_rules, quick, mode = stack.pop()
         try:
             with os.scandir(dir_abs) as it:
                 children = list(it)
         except OSError as exc:
-            skipped.append((dir_rel or ".", exc.strerror or str(exc)))
+            skipped.append((decode(dir_rel) or ".", exc.strerror or str(exc)))
             continue
         if mode == _NORMAL:
+            dir_base = (prefix + dir_rel + b"/") if dir_rel else prefix
             names = {c.name for c in children}
-            dir_base = (prefix + os.fsencode(dir_rel) + b"/") if dir_rel else prefix
-            if dir_rel and ".git" in names and use_git:
+            if dir_rel and b".git" in names and use_git:
                 # A nested repository: its own rules only.
-                nested_tops.append(dir_rel)
-                nested = _git.repo_at(dir_abs)
+                nested_tops.append(decode(dir_rel))
+                nested = _git.repo_at(decode(dir_abs))
                 rules = ()
                 file_rules = _RepoRules(dir_base, nested.git_dir if nested else None, excludes_file, casefold).lists
-            if ".gitignore" in names:
-                pl = load_gitignore(dir_abs, dir_base)
+                quick = quick_for(rules, file_rules)
+            if b".gitignore" in names:
+                pl = load_gitignore(decode(dir_abs), dir_base)
                 if pl:
                     rules = rules + (pl,)
+                    quick = quick_for(rules, file_rules)
+        rules_rev = rules[::-1] + file_rules[::-1]  # deeper files first, then info/exclude, then excludesFile
+        rel_prefix = dir_rel + b"/" if dir_rel else b""
         for child in children:
             name = child.name
-            if name == ".git":
+            if name == b".git":
                 continue
-            kind = _kind(child)
-            if kind is None:
+            try:
+                if child.is_symlink():
+                    kind = "symlink"
+                elif child.is_dir(follow_symlinks=False):
+                    kind = "dir"
+                elif child.is_file(follow_symlinks=False):
+                    kind = "file"
+                else:
+                    continue  # FIFO, socket, device: skipped, never opened
+            except OSError:
                 continue
-            rel = f"{dir_rel}/{name}" if dir_rel else name
-            if rel in always_paths:
+            rel = rel_prefix + name
+            if rel in always_b:
                 continue
             is_dir = kind == "dir"
-            bname = os.fsencode(name)
-            brel = prefix + os.fsencode(rel)
-            if user_exclude.patterns and user_exclude.excludes(brel, bname, is_dir):
+            brel = prefix + rel if prefix else rel
+            if has_user_exclude and user_exclude.excludes(brel, name, is_dir):
                 continue
-            included = bool(includes.patterns) and includes.excludes(brel, bname, is_dir)
-            if not included:
+            if not (has_includes and includes.excludes(brel, name, is_dir)):
                 if mode == _SEARCH:
                     excluded = True
+                elif rel in default_b:
+                    excluded = True
+                elif not quick.may_match(brel, name, is_dir):
+                    excluded = False  # no pattern anywhere can match: the common case
+                elif has_defaults and defaults.excludes(brel, name, is_dir):
+                    excluded = True
                 else:
-                    excluded = (
-                        rel in default_paths
-                        or (defaults.patterns and defaults.excludes(brel, bname, is_dir))
-                        or git_excluded(rules, file_rules, brel, bname, is_dir)
-                    )
+                    excluded = False
+                    for pl in rules_rev:
+                        pat = pl.last_match(brel, name, is_dir)
+                        if pat is not None:
+                            excluded = not pat.negated
+                            break
                 if excluded:
-                    if is_dir and includes.patterns and includes.may_match_below(brel):
-                        stack.append((child.path, rel, rules, file_rules, _SEARCH))
+                    if is_dir and has_includes and includes.may_match_below(brel):
+                        stack.append((child.path, rel, rules, file_rules, quick, _SEARCH))
                     continue
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError as exc:
-                skipped.append((rel, exc.strerror or str(exc)))
+                skipped.append((decode(rel), exc.strerror or str(exc)))
                 continue
-            entries.append(Entry.from_stat(rel, kind, st))
+            entries.append((rel, Entry(decode(rel), kind, st)))
             if is_dir:
-                stack.append((child.path, rel, rules, file_rules, _NORMAL))
+                stack.append((child.path, rel, rules, file_rules, quick, _NORMAL))
 
     if use_git:
-        _add_tracked_ignored(root, repo, nested_tops, entries, user_exclude, defaults, default_paths, always_paths, prefix)
+        extra: list[Entry] = []
+        _add_tracked_ignored(root, repo, nested_tops, [e for _, e in entries], extra, user_exclude, defaults, default_paths, always_paths, prefix)
+        entries.extend((os.fsencode(e.path), e) for e in extra)
 
-    entries.sort(key=lambda e: os.fsencode(e.path))
+    entries.sort(key=lambda pair: pair[0])
     excluded_patterns = (".git", *(DEFAULT_EXCLUDES if default_excludes else ()), *exclude)
     return Selection(
         root=root,
-        entries=tuple(entries),
+        entries=tuple(e for _, e in entries),
         skipped=tuple(skipped),
         gitignore_patterns=tuple(dict.fromkeys(gitignore_seen)),
         excluded_patterns=tuple(excluded_patterns),
@@ -306,7 +302,7 @@ def select_files(
     )
 
 
-def _add_tracked_ignored(root, repo, nested_tops, entries, user_exclude, defaults, default_paths, always_paths, prefix):
+def _add_tracked_ignored(root, repo, nested_tops, entries, out, user_exclude, defaults, default_paths, always_paths, prefix):
     """git keeps tracked files even where an ignore rule matches them."""
     tops: list[tuple[str, str]] = []  # (abs top, its path relative to root, "" for root's repo)
     if repo:
@@ -349,14 +345,14 @@ def _add_tracked_ignored(root, repo, nested_tops, entries, user_exclude, default
             kind = _kind_of_mode(st.st_mode)
             if kind not in ("file", "symlink"):
                 continue
-            entries.append(Entry.from_stat(rel, kind, st))
+            out.append(Entry.from_stat(rel, kind, st))
             have.add(rel)
             # Parent directories the walk did not enter still get entries.
             for depth in range(1, len(parts)):
                 sub = "/".join(parts[:depth])
                 if sub not in have:
                     try:
-                        entries.append(Entry.from_stat(sub, "dir", os.lstat(os.path.join(root, sub))))
+                        out.append(Entry.from_stat(sub, "dir", os.lstat(os.path.join(root, sub))))
                         have.add(sub)
                     except OSError:
                         pass

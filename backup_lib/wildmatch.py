@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Pattern", "PatternList", "parse_lines", "compile_pattern", "read_ignore_file"]
+__all__ = ["Pattern", "PatternList", "QuickReject", "parse_lines", "compile_pattern", "read_ignore_file"]
 
 _NEVER = re.compile(rb"(?!)")
 
@@ -245,6 +245,17 @@ def parse_lines(data: bytes, *, casefold: bool = False) -> tuple[Pattern, ...]:
     return tuple(patterns)
 
 
+def _combined(patterns: list[tuple[int, Pattern]]) -> re.Pattern | None:
+    """One regex for many patterns, newest first: the alternative that
+    matches first is git's last matching line; its group names its index."""
+    if not patterns:
+        return None
+    parts = [f"(?P<p{i}>{p.regex.pattern.decode('latin-1')})" for i, p in reversed(patterns) if p.regex is not _NEVER]
+    if not parts:
+        return None
+    return re.compile("|".join(parts).encode("latin-1"), re.DOTALL)
+
+
 @dataclass(frozen=True, slots=True)
 class PatternList:
     """The patterns of one source, with the directory they are relative to.
@@ -255,16 +266,46 @@ class PatternList:
     base: bytes
     patterns: tuple[Pattern, ...]
     casefold: bool = False
+    _rx: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # (basename regex, path regex) for files, then for directories.
+        rx = []
+        for is_dir in (False, True):
+            usable = [(i, p) for i, p in enumerate(self.patterns) if is_dir or not p.dir_only]
+            rx.append(_combined([(i, p) for i, p in usable if p.basename]))
+            rx.append(_combined([(i, p) for i, p in usable if not p.basename]))
+        object.__setattr__(self, "_rx", tuple(rx))
 
     def last_match(self, rel: bytes, name: bytes, is_dir: bool) -> Pattern | None:
         """The last pattern of this list that matches (git's precedence)."""
         sub = rel[len(self.base) :]
         if self.casefold:
             sub, name = sub.lower(), name.lower()
-        for pat in reversed(self.patterns):
-            if pat.matches(sub, name, is_dir):
-                return pat
-        return None
+        by_name, by_path = self._rx[2:] if is_dir else self._rx[:2]
+        best = -1
+        if by_name is not None:
+            m = by_name.fullmatch(name)
+            if m:
+                best = int(m.lastgroup[1:])
+        if by_path is not None:
+            m = by_path.fullmatch(sub)
+            if m:
+                best = max(best, int(m.lastgroup[1:]))
+        return self.patterns[best] if best >= 0 else None
+
+    def anchored_sources(self, is_dir: bool) -> tuple[list[bytes], list[bytes]]:
+        """Regex sources of this list's patterns that apply to ``is_dir``:
+        (basename sources, full-path sources anchored at ``base``)."""
+        names, paths = [], []
+        for p in self.patterns:
+            if p.regex is _NEVER or (p.dir_only and not is_dir):
+                continue
+            if p.basename:
+                names.append(p.regex.pattern)
+            else:
+                paths.append(re.escape(self.base) + p.regex.pattern)
+        return names, paths
 
     def excludes(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
         pat = self.last_match(rel, name, is_dir)
@@ -287,6 +328,37 @@ class PatternList:
             if _prefix_may_match(pat, parts, self.casefold):
                 return True
         return False
+
+
+class QuickReject:
+    """Can any pattern of these lists match at all?  One regex for names and
+    one for paths, per entry kind: most entries match nothing, and for them
+    this replaces a walk through every list.  Only a hit needs git's exact
+    precedence."""
+
+    __slots__ = ("_rx", "_casefold")
+
+    def __init__(self, lists, casefold: bool):
+        rx = []
+        for is_dir in (False, True):
+            names, paths = [], []
+            for pl in lists:
+                n, p = pl.anchored_sources(is_dir)
+                names += n
+                paths += p
+            flags = re.DOTALL
+            rx.append(re.compile(b"|".join(b"(?:%s)" % x for x in names), flags) if names else None)
+            rx.append(re.compile(b"|".join(b"(?:%s)" % x for x in paths), flags) if paths else None)
+        self._rx = tuple(rx)
+        self._casefold = casefold
+
+    def may_match(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
+        if self._casefold:
+            rel, name = rel.lower(), name.lower()
+        by_name, by_path = self._rx[2:] if is_dir else self._rx[:2]
+        return (by_name is not None and by_name.fullmatch(name) is not None) or (
+            by_path is not None and by_path.fullmatch(rel) is not None
+        )
 
 
 def _prefix_may_match(pat: Pattern, parts: list[bytes], casefold: bool) -> bool:
