@@ -1,0 +1,336 @@
+"""The benchmark: ours against tar, pigz, zstd, git and the sqlite3 shell.
+
+    python bench/run.py [--scales a,b,c,db] [--repeat 5] [--work bench/work]
+
+Every timing is a whole process (start-up included), run alternately with
+its baseline, median of --repeat runs; peak RSS comes from wait4().  Prints
+a table, writes bench/results.json and bench/RESULTS.md.  Not a test: no
+assertion on time anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+import corpus  # noqa: E402
+
+PY = sys.executable
+INVOKE = [PY, "-m", "invoke", "-r", REPO]
+
+
+TIME = shutil.which("time") or "/usr/bin/time"
+
+
+def run(cmd, *, cwd=None, shell=False) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of one process tree.
+
+    RSS comes from GNU time: a child forked from this Python process would
+    report the parent's pages as its own high-water mark."""
+    argv = ["sh", "-c", cmd] if shell else list(cmd)
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *argv] if os.path.exists(TIME) else argv
+        start = time.perf_counter()
+        proc = subprocess.run(wrapped, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {proc.stderr.decode(errors='replace').strip()[:300]}")
+        text = rss_file.read().strip().splitlines()
+    return elapsed, int(text[-1]) if text and text[-1].isdigit() else 0
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def ensure_tools(notes: list[str]) -> None:
+    missing = [t for t in ("pigz", "zstd", "sqlite3", "git") if not have(t)]
+    if not os.path.exists("/usr/bin/time"):
+        missing.append("time")
+    if missing and os.geteuid() == 0 and have("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True)
+    if not os.path.exists("/usr/bin/time"):
+        notes.append("GNU time is not installed: peak RSS is not measured")
+    for t in ("pigz", "zstd", "sqlite3", "git"):
+        if not have(t):
+            notes.append(f"{t} is not installed: its baselines are skipped")
+
+
+class Bench:
+    def __init__(self, repeat: int):
+        self.repeat = repeat
+        self.rows: list[dict] = []
+
+    def compare(self, scale: str, what: str, cases: dict, *, prepare=None, size_of=None, target: str = "") -> None:
+        """Run every case ``repeat`` times, alternating; record medians."""
+        times = {k: [] for k in cases}
+        rss = {k: 0 for k in cases}
+        for _ in range(self.repeat):
+            for name, cmd in cases.items():
+                if prepare:
+                    prepare(name)
+                t, m = cmd() if callable(cmd) else run(cmd, shell=isinstance(cmd, str))
+                times[name].append(t)
+                rss[name] = max(rss[name], m)
+        ours = next(iter(cases))
+        base = statistics.median(times[ours])
+        for name in cases:
+            med = statistics.median(times[name])
+            row = {
+                "scale": scale, "task": what, "case": name, "median_s": round(med, 4),
+                "runs": [round(x, 4) for x in times[name]], "peak_rss_mb": round(rss[name] / 1024, 1),
+                "vs_ours": round(med / base, 2) if base else None,
+            }
+            if size_of:
+                size = size_of(name)
+                if size is not None:
+                    row["output_bytes"] = size
+            if name == ours and target:
+                row["target"] = target
+            self.rows.append(row)
+            print(f"  {scale:3} {what:18} {name:34} {med:8.3f} s  {rss[name] / 1024:7.1f} MB"
+                  + (f"  {row['output_bytes'] / 1e6:9.2f} MB" if "output_bytes" in row else ""), flush=True)
+
+
+def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
+    root = os.path.join(work, scale)
+    marker = os.path.join(work, f".{scale}.done")
+    if not os.path.exists(marker):
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"generating corpus {scale} in {root} …", flush=True)
+        corpus.SCALES[scale](root, 1)
+        open(marker, "w").close()
+    out = os.path.join(work, f"out-{scale}")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    from backup_lib.selection import select_files
+
+    sel = select_files(root)
+    filelist = os.path.join(out, "files.nul")
+    with open(filelist, "wb") as fh:
+        fh.write(b"".join(os.fsencode(e.path) + b"\0" for e in sel.files))
+    print(f"corpus {scale}: {len(sel.files)} files, {sel.total_size / 1e6:.1f} MB selected", flush=True)
+    tar_in = f"tar -C {shlex.quote(root)} --null --no-recursion -T {shlex.quote(filelist)}"
+    bdir = os.path.join(out, "backups")
+
+    def clean_bdir(_name):
+        shutil.rmtree(bdir, ignore_errors=True)
+
+    def newest(pattern: str):
+        files = sorted(f for f in os.listdir(bdir) if f.endswith(pattern)) if os.path.isdir(bdir) else []
+        return os.path.getsize(os.path.join(bdir, files[-1])) if files else None
+
+    sizes: dict[str, int | None] = {}
+
+    def size_of(name):
+        return sizes.get(name)
+
+    def ours_create(compression):
+        def go():
+            clean_bdir(None)
+            r = run([*INVOKE, "backup.create", "--project-root", root, "--backup-dir", bdir, "--compression", compression])
+            sizes[f"ours create ({compression})"] = newest(".tar.gz" if compression == "gz" else ".tar.zst")
+            return r
+        return go
+
+    def baseline(name, cmd, path):
+        def go():
+            r = run(cmd, shell=True)
+            sizes[name] = os.path.getsize(path)
+            return r
+        return go
+
+    create_cases = {"ours create (gz)": ours_create("gz")}
+    create_cases["tar -czf"] = baseline("tar -czf", f"{tar_in} -czf {out}/t.tar.gz", f"{out}/t.tar.gz")
+    if have("pigz"):
+        create_cases["tar -I pigz"] = baseline("tar -I pigz", f"{tar_in} -I pigz -cf {out}/p.tar.gz", f"{out}/p.tar.gz")
+    if have("zstd"):
+        create_cases["ours create (zst)"] = ours_create("zst")
+        create_cases["tar -I 'zstd -T0 -3'"] = baseline("tar -I 'zstd -T0 -3'", f"{tar_in} -I 'zstd -T0 -3' -cf {out}/z.tar.zst", f"{out}/z.tar.zst")
+    targets = {"b": ">= 4x faster than tar -czf, faster than pigz, <= 1.15x its size",
+               "c": "zst within 1.3x of zstd -T0 -3; gz within 1.5x of it; < 150 MB RSS",
+               "a": "< 0.5 s end to end"}
+    b.compare(scale, "create", create_cases, size_of=size_of, target=targets.get(scale, ""))
+
+    # One archive of ours for restore / verify / list.
+    clean_bdir(None)
+    run([*INVOKE, "backup.create", "--project-root", root, "--backup-dir", bdir])
+    archive = os.path.join(bdir, sorted(f for f in os.listdir(bdir) if f.endswith(".tar.gz"))[0])
+    target = os.path.join(out, "restore")
+
+    def clean_target(_name):
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+
+    b.compare(scale, "restore", {
+        "ours restore": [*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", target, "--force"],
+        "tar -xzf": f"tar -xzf {shlex.quote(archive)} -C {shlex.quote(target)}",
+    }, prepare=clean_target, target="no slower than tar -xzf; < 150 MB RSS")
+    b.compare(scale, "verify", {
+        "ours verify": [*INVOKE, "backup.verify", "--backup-path", archive],
+        "tar -tzf + sha256sum": f"tar -tzf {shlex.quote(archive)} >/dev/null && cd {shlex.quote(root)} && xargs -0 sha256sum < {shlex.quote(filelist)} >/dev/null",
+    }, target="no slower than tar -tzf + sha256sum; < 150 MB RSS")
+
+    listdir = os.path.join(out, "fifty")
+    shutil.rmtree(listdir, ignore_errors=True)
+    os.makedirs(listdir)
+    base = os.path.basename(archive)
+    for i in range(50):
+        name = base.replace("_project_", "_project_").replace(".tar.gz", "")[:-15] + f"20250101_{i:06d}.tar.gz"
+        os.link(archive, os.path.join(listdir, name))
+        shutil.copy2(archive + ".index.json", os.path.join(listdir, name) + ".index.json")
+    b.compare(scale, "list 50 backups", {"ours list": [*INVOKE, "backup.list", "--backup-dir", listdir]}, target="< 1 s")
+
+    sel_cases = {"ours selection (--dry-run)": [*INVOKE, "backup.create", "--project-root", root, "--dry-run", "--json"]}
+
+    def in_process():
+        t = time.perf_counter()
+        select_files(root)
+        return time.perf_counter() - t, 0
+
+    sel_cases["ours selection (library call)"] = in_process
+    if have("git"):
+        gd = os.path.join(out, "gitdir")
+        subprocess.run(["git", "init", "-q", "--bare", gd], check=True)
+        sel_cases["git ls-files -co --exclude-standard"] = ["git", f"--git-dir={gd}", f"--work-tree={root}", "-C", root, "ls-files", "-co", "--exclude-standard"]
+    b.compare(scale, "selection", sel_cases, target="within 3x of git ls-files")
+
+
+def db_scale(b: Bench, work: str, notes: list[str], big: bool) -> None:
+    if not have("sqlite3"):
+        notes.append("sqlite3 shell missing: database baselines skipped")
+        return
+    root = os.path.join(work, "db")
+    os.makedirs(root, exist_ok=True)
+    db = os.path.join(root, "app.db")
+    if not os.path.exists(db):
+        c = sqlite3.connect(db)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, note TEXT, created TEXT)")
+        import random
+
+        rng = random.Random(1)
+        c.executemany("INSERT INTO orders (customer, amount, note, created) VALUES (?,?,?,?)",
+                      [(f"customer{rng.randrange(5000)}", round(rng.uniform(1, 500), 2), "note " * rng.randint(1, 20), f"2025-01-{rng.randint(1, 28):02d}") for _ in range(200_000)])
+        c.execute("CREATE INDEX orders_customer ON orders(customer)")
+        c.commit()
+        c.close()
+    out = os.path.join(work, "out-db")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    bdir = os.path.join(out, "backups")
+    b.compare("db", "db.backup 200k rows", {
+        "ours db.backup (snapshot+dump)": [*INVOKE, "db.backup", "--project-root", root, "--backup-dir", bdir, "--db-path", db],
+        "sqlite3 .backup + .dump | gzip": f"sqlite3 {db} '.backup {out}/s.db' && sqlite3 {out}/s.db .dump | gzip > {out}/d.sql.gz",
+    }, target="within 2x of .backup + .dump | gzip")
+    if big:
+        bigdb = os.path.join(root, "big.db")
+        if not os.path.exists(bigdb):
+            c = sqlite3.connect(bigdb)
+            c.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+            chunk = os.urandom(1 << 20)
+            c.executemany("INSERT INTO blobs (data) VALUES (?)", [(chunk[i:] + chunk[:i],) for i in range(1000)])
+            c.commit()
+            c.close()
+        from backup_lib import sqlite as S
+
+        def ours_snapshot():
+            dst = os.path.join(out, "snap.db")
+            if os.path.exists(dst):
+                os.unlink(dst)
+            t = time.perf_counter()
+            S.snapshot(bigdb, dst)
+            return time.perf_counter() - t, 0
+
+        def clean(_):
+            for f in ("snap.db", "shell.db"):
+                p = os.path.join(out, f)
+                if os.path.exists(p):
+                    os.unlink(p)
+
+        b.compare("db", "snapshot 1 GB", {
+            "ours snapshot (online backup API)": ours_snapshot,
+            "sqlite3 .backup": f"sqlite3 {bigdb} '.backup {out}/shell.db'",
+        }, prepare=clean, target="within 1.5x of .backup")
+        b.compare("db", "db.backup 1 GB", {
+            "ours db.backup (snapshot, check, gz)": [*INVOKE, "db.backup", "--project-root", root, "--backup-dir", bdir, "--db-path", bigdb, "--no-sql-dump"],
+            "sqlite3 .backup": f"sqlite3 {bigdb} '.backup {out}/shell.db'",
+        }, prepare=clean, target="(report: includes integrity_check, SHA-256 and compression)")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def write_results(b: Bench, notes: list[str], args) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    data = {"when": stamp, "machine": machine(), "repeat": args.repeat, "notes": notes, "rows": b.rows}
+    with open(os.path.join(HERE, "results.json"), "w") as fh:
+        json.dump(data, fh, indent=2)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {stamp} on {machine()}, with `make bench ARGS=\"--scales {args.scales} --repeat {args.repeat}\"`.",
+        "Whole processes (start-up included), alternated with their baselines; medians of "
+        f"{args.repeat} runs; `x ours` is the case's median divided by ours (above 1: ours is faster).",
+        "",
+        "| scale | task | case | median s | x ours | peak RSS MB | output MB | target |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in b.rows:
+        size = f"{r['output_bytes'] / 1e6:.2f}" if "output_bytes" in r else ""
+        lines.append(f"| {r['scale']} | {r['task']} | {r['case']} | {r['median_s']:.3f} | {r['vs_ours']} | {r['peak_rss_mb']} | {size} | {r.get('target', '')} |")
+    if notes:
+        lines += ["", "Notes:", *[f"- {n}" for n in notes]]
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scales", default="a,b,c,db")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--work", default=os.path.join(HERE, "work"))
+    ap.add_argument("--no-big-db", action="store_true", help="skip the 1 GB database")
+    args = ap.parse_args()
+    notes: list[str] = []
+    ensure_tools(notes)
+    os.makedirs(args.work, exist_ok=True)
+    b = Bench(args.repeat)
+    for scale in args.scales.split(","):
+        if scale in corpus.SCALES:
+            project_scale(b, scale, args.work, notes)
+        elif scale == "db":
+            db_scale(b, args.work, notes, big=not args.no_big_db)
+    write_results(b, notes, args)
+
+
+if __name__ == "__main__":
+    main()
