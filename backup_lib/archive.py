@@ -325,7 +325,7 @@ class ArchiveWriter:
                 return
             self._struct(_header(path, tarfile.SYMTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid, linkname=target))
             rep.records.append({"path": path, "type": "symlink", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns, "target": target})
-            self._count(path, 0, "symlink:" + target)
+            self._count(path, "symlink:" + target)
             return
         self._add_file(full, entry)
 
@@ -346,7 +346,7 @@ class ArchiveWriter:
                 first, digest = self._links[key]
                 self._struct(_header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
                 rep.records.append({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
-                self._count(path, 0, digest)
+                self._count(path, digest)
                 return
             size = st.st_size
             self._struct(_header(path, tarfile.REGTYPE, mode=st.st_mode, size=size, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid))
@@ -383,9 +383,9 @@ class ArchiveWriter:
             self._links[key] = (path, digest)
         rep.records.append({"path": path, "type": "file", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "size": size, "sha256": digest})
         rep.total_size += size
-        self._count(path, 1, digest)
+        self._count(path, digest)
 
-    def _count(self, path: str, _files: int, content_id: str) -> None:
+    def _count(self, path: str, content_id: str) -> None:
         rep = self.report
         rep.total_files += 1
         base = path.rsplit("/", 1)[-1]

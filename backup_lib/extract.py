@@ -275,42 +275,19 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
                     res.skipped.append({"path": path, "reason": f"hard link to {link}, which --include left out"})
         else:
             kinds[path] = "file"
+            write = dest is not None and wanted
+            pooled = write and ti.size <= _SMALL  # small files: the writer pool
+            chunks: list[bytes] | None = [] if pooled else None
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if write and not pooled else None
             h = hashlib.sha256()
-            fd = None
-            if dest is not None and wanted and ti.size <= _SMALL:
-                chunks = []
-                size = 0
-                while True:
-                    chunk = fobj.read(CHUNK)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if progress:
-                        progress(0, len(chunk))
-                if size != ti.size:
-                    raise IntegrityError(f"{archive}: member {path!r} is truncated")
-                writers.submit(path, full, chunks, size, mode)
-                res.bytes_read += size
-                actual[path] = {"type": "file", "size": size, "sha256": h.hexdigest()}
-                res.file_hashes[path] = actual[path]["sha256"]
-                res.written.append(path)
-                mtimes.append((path, ti.mtime, False))
-                if progress:
-                    progress(1, 0)
-                continue
-            if dest is not None and wanted:
-                fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            size = 0
             try:
-                size = 0
-                while True:
-                    chunk = fobj.read(CHUNK)
-                    if not chunk:
-                        break
+                while chunk := fobj.read(CHUNK):
                     h.update(chunk)
                     size += len(chunk)
-                    if fd is not None:
+                    if chunks is not None:
+                        chunks.append(chunk)
+                    elif fd is not None:
                         if len(chunk) == CHUNK and chunk == _ZERO_CHUNK:
                             os.lseek(fd, CHUNK, os.SEEK_CUR)  # a hole: sparse files stay sparse
                         else:
@@ -319,18 +296,21 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
                                 view = view[os.write(fd, view) :]
                     if progress:
                         progress(0, len(chunk))
+                if size != ti.size:
+                    raise IntegrityError(f"{archive}: member {path!r} is truncated")
                 if fd is not None:
                     os.ftruncate(fd, size)
                     os.fchmod(fd, mode)
             finally:
                 if fd is not None:
                     os.close(fd)
-            if size != ti.size:
-                raise IntegrityError(f"{archive}: member {path!r} is truncated")
+            if pooled:
+                writers.submit(path, full, chunks, size, mode)
             res.bytes_read += size
-            actual[path] = {"type": "file", "size": size, "sha256": h.hexdigest()}
-            res.file_hashes[path] = actual[path]["sha256"]
-            if fd is not None:
+            digest = h.hexdigest()
+            actual[path] = {"type": "file", "size": size, "sha256": digest}
+            res.file_hashes[path] = digest
+            if write:
                 res.written.append(path)
                 mtimes.append((path, ti.mtime, False))
         if progress:

@@ -17,7 +17,7 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import BackupError, IntegrityError, TargetNotEmptyError, UnsafeArchiveError, UsageError
 from .extract import scan_archive

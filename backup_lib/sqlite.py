@@ -237,7 +237,7 @@ def write_dump(db_path: str, out_path: str) -> dict:
                     emit(prefix + row[0] + ");\n")
                 else:
                     emit(prefix + ",".join(_literal(conn, v) for v in row[2:]) + ");\n")
-        for name, type_, sql in conn.execute(
+        for _name, _type, sql in conn.execute(
             "SELECT name, type, sql FROM sqlite_master WHERE sql NOT NULL AND type IN ('index','trigger','view') ORDER BY rowid"
         ):
             emit(f"{sql};\n")

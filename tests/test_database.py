@@ -13,7 +13,7 @@ from backup_lib.errors import DatabaseError, IntegrityError
 from backup_lib.project import cleanup_backups, create_backup, list_backups
 from backup_lib.sqlite import content_digest
 from conftest import write_tree
-from helpers import REPO, run_cli
+from helpers import run_cli
 
 ACCOUNTS, START = 50, 1000
 
@@ -76,7 +76,7 @@ def test_backup_while_another_process_commits(proj, tmp_path):
     assert writer.stdout.readline().strip() == "ready"
     results = []
     try:
-        for i in range(5):
+        for _ in range(5):
             results.append(db_backup(str(proj)))
             time.sleep(0.2)
     finally:

@@ -25,7 +25,7 @@ def tricky_db(path):
     """)
     rng = random.Random(3)
     rows = []
-    for i in range(3000):
+    for _ in range(3000):
         x = struct.unpack("d", rng.randbytes(8))[0]
         if math.isnan(x):
             x = 0.5
