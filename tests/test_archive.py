@@ -124,3 +124,49 @@ def test_large_names_and_long_links_stay_gnu_readable(tmp_path):
         names = tf.getnames()
         assert f"{long_dir}/{'f' * 150}.txt" in names
         assert tf.getmember("longlink").linkname == "t" * 200
+
+
+def test_file_changing_while_read_is_reported(tmp_path):
+    import threading
+
+    root = tmp_path / "p"
+    write_tree(root, {"stable.txt": "s"})
+    busy = root / "growing.log"
+    busy.write_bytes(os.urandom(40 << 20))
+    stop = threading.Event()
+
+    def append():
+        with open(busy, "ab") as fh:
+            while not stop.is_set():
+                fh.write(b"x" * 4096)
+                fh.flush()
+
+    t = threading.Thread(target=append)
+    t.start()
+    try:
+        meta = create_backup(str(root), compression="none").metadata
+    finally:
+        stop.set()
+        t.join()
+    assert meta["changed_files"] == ["growing.log"]
+    from backup_lib.project import verify_one
+
+    assert verify_one(create_backup(str(root), compression="none").backup_path).ok
+
+
+def test_progress_only_on_a_terminal():
+    import io
+
+    from backup_lib.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        p = Progress("backup", stream=stream, delay=0)
+        p(1, 5_000_000)
+        p.done()
+    assert "1 files, 5.0 MB" in tty.getvalue() and tty.getvalue().endswith("\n")
+    assert pipe.getvalue() == ""
