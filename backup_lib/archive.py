@@ -35,6 +35,7 @@ __all__ = [
     "COMPRESSIONS",
     "ArchiveWriter",
     "ArchiveReader",
+    "iter_manifest",
     "detect_compression",
     "open_compressed_writer",
 ]
@@ -283,7 +284,7 @@ def _header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0,
 
 @dataclass
 class WriteReport:
-    records: list[dict] = field(default_factory=list)
+    records: dict[str, dict] = field(default_factory=dict)  # path -> record, only with keep_records
     skipped: list[dict] = field(default_factory=list)  # unreadable: {path, reason}
     changed: list[str] = field(default_factory=list)  # changed while read
     total_files: int = 0
@@ -295,14 +296,27 @@ class WriteReport:
 class ArchiveWriter:
     """Writes a tar stream into a compressor; hashes each file as it goes."""
 
-    def __init__(self, out, *, progress: Callable[[int, int], None] | None = None):
+    def __init__(self, out, *, progress: Callable[[int, int], None] | None = None, keep_records: bool = False):
+        import tempfile
+
         self._out = out
         self._write = out.write
         self._progress = progress
         self._links: dict[tuple[int, int], tuple[str, str]] = {}  # (dev, ino) -> (path, sha256)
         self._structure = hashlib.sha256()  # every byte but member data: headers, padding
         self.report = WriteReport()
-        self._hash_items: list[tuple[bytes, str]] = []
+        # Memory stays flat whatever the file count: manifest lines go to an
+        # anonymous temporary file, project_hash is computed as entries come
+        # (they come sorted, the order project_hash is defined in).
+        self._spool = tempfile.TemporaryFile()
+        self._project = hashlib.sha256()
+        self._last_path = b""
+        self._keep = keep_records
+
+    def _record(self, rec: dict) -> None:
+        self._spool.write(json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode() + b"\n")
+        if self._keep:
+            self.report.records[rec["path"]] = rec
 
     def _struct(self, data: bytes) -> None:
         self._structure.update(data)
@@ -315,7 +329,7 @@ class ArchiveWriter:
         rep = self.report
         if entry.kind == "dir":
             self._struct(_header(path + "/", tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
-            rep.records.append({"path": path, "type": "dir", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns})
+            self._record({"path": path, "type": "dir", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns})
             return
         if entry.kind == "symlink":
             try:
@@ -324,7 +338,7 @@ class ArchiveWriter:
                 rep.skipped.append({"path": path, "reason": exc.strerror or str(exc)})
                 return
             self._struct(_header(path, tarfile.SYMTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid, linkname=target))
-            rep.records.append({"path": path, "type": "symlink", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns, "target": target})
+            self._record({"path": path, "type": "symlink", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns, "target": target})
             self._count(path, "symlink:" + target)
             return
         self._add_file(full, entry)
@@ -345,7 +359,7 @@ class ArchiveWriter:
             if st.st_nlink > 1 and key in self._links:
                 first, digest = self._links[key]
                 self._struct(_header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
-                rep.records.append({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
+                self._record({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
                 self._count(path, digest)
                 return
             size = st.st_size
@@ -381,7 +395,7 @@ class ArchiveWriter:
         digest = h.hexdigest()
         if st.st_nlink > 1:
             self._links[key] = (path, digest)
-        rep.records.append({"path": path, "type": "file", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "size": size, "sha256": digest})
+        self._record({"path": path, "type": "file", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "size": size, "sha256": digest})
         rep.total_size += size
         self._count(path, digest)
 
@@ -392,17 +406,28 @@ class ArchiveWriter:
         dot = base.rfind(".")
         ext = base[dot:].lower() if dot > 0 else "(none)"
         rep.file_types[ext] = rep.file_types.get(ext, 0) + 1
-        self._hash_items.append((os.fsencode(path), content_id))
+        bpath = os.fsencode(path)
+        if bpath <= self._last_path:
+            raise ValueError(f"entries must come sorted by path: {path!r}")
+        self._last_path = bpath
+        self._project.update(bpath + b"\0" + content_id.encode() + b"\n")
         if self._progress:
             self._progress(1, 0)
 
-    def add_manifest(self, data: bytes, *, mtime: int) -> str:
-        """The manifest member; returns its SHA-256 (recorded in the metadata)."""
-        self._struct(_header(MANIFEST_NAME, tarfile.REGTYPE, mode=0o600, size=len(data), mtime=mtime))
-        self._write(data)
-        if len(data) % BLOCK:
-            self._struct(bytes(BLOCK - len(data) % BLOCK))
-        return hashlib.sha256(data).hexdigest()
+    def add_manifest(self, *, mtime: int) -> str:
+        """The manifest member, from the spool; returns its SHA-256."""
+        spool = self._spool
+        size = spool.tell()
+        spool.seek(0)
+        self._struct(_header(MANIFEST_NAME, tarfile.REGTYPE, mode=0o600, size=size, mtime=mtime))
+        h = hashlib.sha256()
+        while chunk := spool.read(CHUNK):
+            h.update(chunk)
+            self._write(chunk)
+        spool.close()
+        if size % BLOCK:
+            self._struct(bytes(BLOCK - size % BLOCK))
+        return h.hexdigest()
 
     def add_metadata(self, metadata: dict, *, manifest_sha256: str, mtime: int) -> dict:
         """The last member: the metadata, sealed with the archive's structure
@@ -416,7 +441,7 @@ class ArchiveWriter:
         return metadata
 
     def finish_hash(self) -> str:
-        self.report.project_hash = project_hash(self._hash_items)
+        self.report.project_hash = self._project.hexdigest()
         return self.report.project_hash
 
     def close(self) -> None:
@@ -453,23 +478,29 @@ def seal_ok(data: bytes, metadata: dict) -> bool:
     )
 
 
-def project_hash(items: list[tuple[bytes, str]]) -> str:
-    """SHA-256 over the sorted (path, content hash) list: equal for equal trees."""
-    h = hashlib.sha256()
-    for path, content in sorted(items):
-        h.update(path + b"\0" + content.encode() + b"\n")
-    return h.hexdigest()
+def project_hash_line(path: bytes, content_id: str) -> bytes:
+    """project_hash is SHA-256 over these lines, in sorted path order: equal
+    for equal trees, whatever the time or compression."""
+    return path + b"\0" + content_id.encode() + b"\n"
 
 
-def manifest_bytes(records: list[dict]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=True, separators=(",", ":")) + "\n" for r in records).encode()
-
-
-def parse_manifest(data: bytes) -> list[dict]:
-    try:
-        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
+def iter_manifest(data: bytes):
+    """The manifest's records one at a time (no list of them all)."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        line = data[start:end]
+        start = end + 1
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
+        if not isinstance(rec, dict):
+            raise IntegrityError("manifest holds something other than JSON objects")
+        yield rec
 
 
 def parse_metadata(data: bytes, path: str) -> dict:

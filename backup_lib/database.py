@@ -106,7 +106,7 @@ def db_backup(
             entries = sorted((Entry.from_stat(n, "file", os.lstat(os.path.join(work, n))) for n in names), key=lambda e: os.fsencode(e.path))
 
             def metadata_for(rep, writer) -> dict:
-                by_path = {r["path"]: r for r in rep.records}
+                by_path = rep.records
                 meta = common_metadata(backup_type="database", root=root, compression=compression_name, environment=environment, now=now)
                 meta.update(
                     {
@@ -134,7 +134,8 @@ def db_backup(
                 return meta
 
             final, metadata = store.write_archive(
-                name=name, compression=compression, root=work, entries=entries, metadata_for=metadata_for, now=now, progress=progress
+                name=name, compression=compression, root=work, entries=entries, metadata_for=metadata_for, now=now, progress=progress,
+                keep_records=True,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -152,7 +153,7 @@ def _check_extracted(res, work: str) -> list[str]:
     snap = os.path.join(work, meta.get("database_file", ""))
     if not os.path.isfile(snap):
         return [f"the snapshot {meta.get('database_file')!r} is missing from the archive"]
-    if res.file_hashes.get(meta.get("database_file")) != meta.get("sha256"):
+    if res.sha256_of(meta.get("database_file", "")) != meta.get("sha256"):
         errors.append("the snapshot's SHA-256 does not match the metadata")
     check = _sq.integrity_check(snap)
     if check != "ok":

@@ -24,7 +24,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .archive import CHUNK, ArchiveReader, parse_manifest, parse_metadata, project_hash
+from .archive import CHUNK, ArchiveReader, iter_manifest, parse_metadata, project_hash_line
 from .errors import BackupError, IntegrityError, NotABackupError, UnsafeArchiveError
 from .wildmatch import PatternList
 
@@ -42,7 +42,12 @@ class ScanResult:
     members: int = 0
     written: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # what an extraction writes (dry run)
-    file_hashes: dict[str, str] = field(default_factory=dict)  # regular member -> SHA-256 as read
+    actual: dict[str, tuple] = field(default_factory=dict, repr=False)  # path -> (type, size, sha256 or target)
+
+    def sha256_of(self, path: str) -> str | None:
+        """The SHA-256 of a regular member, as read from the archive."""
+        got = self.actual.get(path)
+        return got[2] if got and got[0] == "file" else None
     outside_links: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     bytes_read: int = 0
@@ -173,7 +178,7 @@ def scan_archive(
     """
     res = ScanResult(archive)
     kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
-    actual: dict[str, dict] = {}
+    actual = res.actual
     symlinks: list[tuple[str, str, int]] = []
     mtimes: list[tuple[str, int, bool]] = []  # (path, header mtime, is_dir)
     dir_modes: dict[str, int] = {}
@@ -191,14 +196,12 @@ def scan_archive(
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
     res.errors.extend(reader.problems)
     try:
-        manifest = parse_manifest(reader.manifest_bytes)
+        _compare(res, reader.manifest_bytes)
     except IntegrityError as exc:
         res.errors.append(str(exc))
-        manifest = []
-    _compare(res, manifest, actual)
 
     if dest is not None:
-        _finish(res, dest, manifest, symlinks, mtimes, dir_modes, kinds, allow_outside_links)
+        _finish(res, dest, reader.manifest_bytes, symlinks, mtimes, dir_modes, allow_outside_links)
     return res
 
 
@@ -248,14 +251,14 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
 
         if ti.isdir():
             kinds[path] = "dir"
-            actual[path] = {"type": "dir"}
+            actual[path] = ("dir", 0, None)
             if dest is not None and previous is None:
                 os.mkdir(full, 0o700)
             dir_modes[path] = mode
             mtimes.append((path, ti.mtime, True))
         elif ti.issym():
             kinds[path] = "symlink"
-            actual[path] = {"type": "symlink", "target": ti.linkname}
+            actual[path] = ("symlink", 0, ti.linkname)
             if wanted:
                 symlinks.append((path, ti.linkname, ti.mtime))
         elif ti.islnk():
@@ -264,7 +267,7 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
             if kinds.get(link) != "file":
                 raise UnsafeArchiveError(f"hard link {path!r} points to {ti.linkname!r}, which is not a regular file stored earlier in the archive")
             kinds[path] = "hardlink"
-            actual[path] = {"type": "hardlink", "target": link}
+            actual[path] = ("hardlink", 0, link)
             if dest is not None and wanted:
                 writers.wait_for(link)
                 if os.path.exists(os.path.join(dest, link)):
@@ -307,9 +310,7 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
             if pooled:
                 writers.submit(path, full, chunks, size, mode)
             res.bytes_read += size
-            digest = h.hexdigest()
-            actual[path] = {"type": "file", "size": size, "sha256": digest}
-            res.file_hashes[path] = digest
+            actual[path] = ("file", size, h.hexdigest())
             if write:
                 res.written.append(path)
                 mtimes.append((path, ti.mtime, False))
@@ -318,58 +319,67 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
 
 
 
-def _compare(res: ScanResult, manifest: list[dict], actual: dict[str, dict]) -> None:
+def _compare(res: ScanResult, manifest: bytes) -> None:
+    """The manifest against what was read, one record at a time."""
     errors = res.errors
-    expected: dict[str, dict] = {}
-    hash_items: list[tuple[bytes, str]] = []
-    for rec in manifest:
+    actual = res.actual
+    seen: set[str] = set()
+    project = hashlib.sha256()
+    last = b""
+    in_order = True
+    for rec in iter_manifest(manifest):
         path = rec.get("path")
         if not isinstance(path, str):
             errors.append("manifest has an entry without a path")
             continue
-        expected[path] = rec
-    for path, rec in expected.items():
-        got = actual.get(path)
+        seen.add(path)
         kind = rec.get("type")
+        got = actual.get(path)
         if got is None:
             errors.append(f"member {path!r} is in the manifest but missing from the archive")
             continue
-        if got["type"] != kind:
-            errors.append(f"member {path!r} is a {got['type']} in the archive but a {kind} in the manifest")
+        gtype, gsize, gval = got
+        if gtype != kind:
+            errors.append(f"member {path!r} is a {gtype} in the archive but a {kind} in the manifest")
             continue
+        bpath = os.fsencode(path)
+        if kind != "dir":
+            in_order = in_order and bpath > last
+            last = bpath
         if kind == "file":
-            if got["size"] != rec.get("size"):
-                errors.append(f"member {path!r} has {got['size']} bytes, the manifest says {rec.get('size')}")
-            elif got["sha256"] != rec.get("sha256"):
+            if gsize != rec.get("size"):
+                errors.append(f"member {path!r} has {gsize} bytes, the manifest says {rec.get('size')}")
+            elif gval != rec.get("sha256"):
                 errors.append(f"member {path!r} does not match its SHA-256 in the manifest")
-            hash_items.append((os.fsencode(path), got["sha256"]))
+            project.update(project_hash_line(bpath, gval))
         elif kind == "symlink":
-            if got["target"] != rec.get("target"):
-                errors.append(f"symlink {path!r} points to {got['target']!r}, the manifest says {rec.get('target')!r}")
-            hash_items.append((os.fsencode(path), "symlink:" + got["target"]))
+            if gval != rec.get("target"):
+                errors.append(f"symlink {path!r} points to {gval!r}, the manifest says {rec.get('target')!r}")
+            project.update(project_hash_line(bpath, "symlink:" + gval))
         elif kind == "hardlink":
-            if got["target"] != rec.get("target"):
-                errors.append(f"hard link {path!r} points to {got['target']!r}, the manifest says {rec.get('target')!r}")
-            target = actual.get(got["target"], {})
-            hash_items.append((os.fsencode(path), target.get("sha256", "")))
-    for path in actual:
-        if path not in expected:
-            errors.append(f"member {path!r} is in the archive but not in the manifest")
+            if gval != rec.get("target"):
+                errors.append(f"hard link {path!r} points to {gval!r}, the manifest says {rec.get('target')!r}")
+            project.update(project_hash_line(bpath, res.sha256_of(gval) or ""))
+    if len(seen) != len(actual):
+        for path in actual:
+            if path not in seen:
+                errors.append(f"member {path!r} is in the archive but not in the manifest")
     meta = res.metadata or {}
+    if not in_order and not errors:
+        errors.append("the manifest is not in path order")
     if "project_hash" in meta and not errors:
-        if project_hash(hash_items) != meta["project_hash"]:
+        if project.hexdigest() != meta["project_hash"]:
             errors.append("project_hash recomputed from the archive does not match the metadata")
     if "total_files" in meta and not errors:
-        n = sum(1 for r in expected.values() if r.get("type") != "dir")
+        n = sum(1 for t, _s, _v in actual.values() if t != "dir")
         if n != meta["total_files"]:
-            errors.append(f"the metadata counts {meta['total_files']} files, the manifest {n}")
+            errors.append(f"the metadata counts {meta['total_files']} files, the archive {n}")
 
 
-def _finish(res, dest, manifest, symlinks, mtimes, dir_modes, kinds, allow_outside_links) -> None:
+def _finish(res, dest, manifest: bytes, symlinks, mtimes, dir_modes, allow_outside_links) -> None:
     """After every file is written: symlinks, then mtimes, then directory modes."""
     if res.errors:
         return
-    exact = {r["path"]: r.get("mtime_ns") for r in manifest if isinstance(r.get("path"), str)}
     links = {path: target for path, target, _ in symlinks}
     for path, target, mtime in symlinks:
         if not allow_outside_links and not link_stays_inside(path, target, links):
@@ -378,13 +388,22 @@ def _finish(res, dest, manifest, symlinks, mtimes, dir_modes, kinds, allow_outsi
         os.symlink(target, os.path.join(dest, path))
         res.written.append(path)
         mtimes.append((path, mtime, False))
-    for path, mtime, _is_dir in mtimes:
-        ns = exact.get(path)
-        if not isinstance(ns, int):
-            ns = int(mtime) * 10**9
-        try:
-            os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
-        except OSError as exc:
-            raise BackupError(f"cannot set the time of {path}: {exc.strerror}") from None
+    # Exact (ns) times come from the manifest; the tar header has whole seconds.
+    pending = {path: mtime for path, mtime, _is_dir in mtimes}
+    for rec in iter_manifest(manifest):
+        path = rec.get("path")
+        if path in pending:
+            ns = rec.get("mtime_ns")
+            sec = pending.pop(path)
+            _set_time(dest, path, ns if isinstance(ns, int) else int(sec) * 10**9)
+    for path, sec in pending.items():
+        _set_time(dest, path, int(sec) * 10**9)
     for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
         os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
+
+
+def _set_time(dest: str, path: str, ns: int) -> None:
+    try:
+        os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
+    except OSError as exc:
+        raise BackupError(f"cannot set the time of {path}: {exc.strerror}") from None

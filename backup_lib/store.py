@@ -177,7 +177,7 @@ class BackupStore:
         os.mkdir(path, 0o700)
         return path
 
-    def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None) -> tuple[str, dict]:
+    def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None, keep_records: bool = False) -> tuple[str, dict]:
         """Archive ``entries`` of ``root`` into a new backup, atomically.
 
         ``metadata_for(report, writer)`` returns the metadata once every
@@ -188,12 +188,12 @@ class BackupStore:
         suffix = _archive.COMPRESSIONS[compression][0]
         try:
             with self.temp_file(f"{name}_{self.kind}{suffix}") as (fd, tmp):
-                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress)
+                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress, keep_records=keep_records)
                 for entry in entries:
                     writer.add(root, entry)
                 metadata = metadata_for(writer.report, writer)
                 mtime = int(now.timestamp())
-                manifest_sha = writer.add_manifest(_archive.manifest_bytes(writer.report.records), mtime=mtime)
+                manifest_sha = writer.add_manifest(mtime=mtime)
                 metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
                 writer.close()
                 os.fsync(fd)
