@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import archive as _archive
@@ -90,19 +91,23 @@ def db_backup(
             base = os.path.basename(path)
             snap = os.path.join(work, base)
             info = _sq.snapshot(path, snap, timeout=busy_timeout)
-            check = _sq.integrity_check(snap)
-            if check != "ok":
-                raise DatabaseError(f"the snapshot of {path} fails integrity_check ({check}): no backup was kept")
-            tables = _sq.table_counts(snap)
-            facts = _sq.database_facts(snap)
             names = [base]
             dump_name = None
-            if sql_dump:
-                dump_name = os.path.splitext(base)[0] + ".sql"
-                if dump_name == base:
-                    dump_name = base + ".sql"
-                _sq.write_dump(snap, os.path.join(work, dump_name))
-                names.append(dump_name)
+            # integrity_check reads the snapshot on its own connection while
+            # the dump is written (sqlite3 lets go of the GIL).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                checking = pool.submit(_sq.integrity_check, snap)
+                tables = _sq.table_counts(snap)
+                facts = _sq.database_facts(snap)
+                if sql_dump:
+                    dump_name = os.path.splitext(base)[0] + ".sql"
+                    if dump_name == base:
+                        dump_name = base + ".sql"
+                    _sq.write_dump(snap, os.path.join(work, dump_name))
+                    names.append(dump_name)
+                check = checking.result()
+            if check != "ok":
+                raise DatabaseError(f"the snapshot of {path} fails integrity_check ({check}): no backup was kept")
             entries = sorted((Entry.from_stat(n, "file", os.lstat(os.path.join(work, n))) for n in names), key=lambda e: os.fsencode(e.path))
 
             def metadata_for(rep, writer) -> dict:

@@ -130,7 +130,16 @@ def database_facts(path: str) -> dict:
 _REAL_TEXT = "printf('%!.17g', {c})"
 
 
-def _value_sql(col: str) -> str:
+def _text_affinity(decl: str) -> bool:
+    """SQLite's affinity rules: such a column converts numbers to text, so
+    it never holds a REAL and needs no check."""
+    d = (decl or "").upper()
+    return "INT" not in d and any(k in d for k in ("CHAR", "CLOB", "TEXT"))
+
+
+def _value_sql(col: str, text_only: bool = False) -> str:
+    if text_only:
+        return f"quote({col})"
     real = _REAL_TEXT.format(c=col)
     return (
         f"CASE typeof({col}) WHEN 'real' THEN "
@@ -140,7 +149,8 @@ def _value_sql(col: str) -> str:
 
 
 def _exact_ok_sql(col: str) -> str:
-    return f"(typeof({col}) <> 'real' OR {col} IN (9e999, -9e999) OR CAST({_REAL_TEXT.format(c=col)} AS REAL) = {col})"
+    real = _REAL_TEXT.format(c=col)
+    return f"(CASE typeof({col}) WHEN 'real' THEN (CAST({real} AS REAL) = {col} OR {col} = 9e999 OR {col} = -9e999) ELSE 1 END)"
 
 
 def _real_literal(conn, x: float) -> str:
@@ -161,6 +171,10 @@ def _real_literal(conn, x: float) -> str:
     expr = f"({mantissa} * 1.0" + "".join(f" {op} {f}" for f in factors) + ")"
     assert conn.execute(f"SELECT {expr}").fetchone()[0] == x
     return expr
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _literal(conn, value) -> str:
@@ -190,16 +204,23 @@ def write_dump(db_path: str, out_path: str) -> dict:
             flush()
 
     def flush() -> None:
-        nonlocal size, buffered
-        data = "".join(buf).encode("utf-8", "surrogateescape")
-        out.write(data)
-        h.update(data)
-        size += len(data)
+        nonlocal buffered
+        if buf:
+            write_bytes("".join(buf).encode("utf-8", "surrogateescape"))
         buf.clear()
         buffered = 0
 
+    def write_bytes(data: bytes) -> None:
+        nonlocal size
+        out.write(data)
+        h.update(data)
+        size += len(data)
+
+    def str_factory(b: bytes) -> str:
+        return b.decode("utf-8", "surrogateescape")
+
     with connect(db_path, readonly=True) as conn, open(out_path, "wb") as out:
-        conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+        conn.text_factory = str_factory
         emit("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
         schema = conn.execute(
             "SELECT name, type, sql FROM sqlite_master WHERE sql NOT NULL AND type='table' ORDER BY rowid"
@@ -221,17 +242,31 @@ def write_dump(db_path: str, out_path: str) -> dict:
                 continue
             else:
                 emit(f"{sql};\n")
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_xinfo({_ident(name)})") if r[6] == 0]
+            info = conn.execute(f"PRAGMA table_xinfo({_ident(name)})").fetchall()
+            cols = [(r[1], _text_affinity(r[2])) for r in info if r[6] == 0]
             if not cols:
                 continue
-            has_hidden = any(r[6] != 0 for r in conn.execute(f"PRAGMA table_xinfo({_ident(name)})"))
-            qcols = [_ident(c) for c in cols]
+            has_hidden = any(r[6] != 0 for r in info)
+            qcols = [_ident(c) for c, _t in cols]
             target = _ident(name) + (f"({','.join(qcols)})" if has_hidden else "")
-            row_sql = " || ',' || ".join(_value_sql(c) for c in qcols)
-            ok_sql = " AND ".join(_exact_ok_sql(c) for c in qcols)
-            raw = ", ".join(f"CASE WHEN ({ok_sql}) THEN NULL ELSE {c} END" for c in qcols)
+            row_sql = " || ',' || ".join(_value_sql(_ident(c), t) for c, t in cols)
+            checked = [_ident(c) for c, t in cols if not t]
+            ok_sql = " AND ".join(_exact_ok_sql(c) for c in checked) or "1"
             prefix = f"INSERT INTO {target} VALUES("
-            query = f"SELECT {row_sql}, ({ok_sql}), {raw} FROM {_ident(name)}"
+            inexact = checked and conn.execute(f"SELECT count(*) FROM {_ident(name)} WHERE NOT ({ok_sql})").fetchone()[0]
+            if not inexact:
+                # The common case: SQLite writes every statement itself, as bytes.
+                flush()
+                conn.text_factory = bytes
+                try:
+                    cur = conn.execute(f"SELECT {_sql_text(prefix)} || {row_sql} || ');' FROM {_ident(name)}")
+                    while rows := cur.fetchmany(4096):
+                        write_bytes(b"\n".join([r[0] for r in rows]) + b"\n")
+                finally:
+                    conn.text_factory = str_factory
+                continue
+            # Some REAL needs an exact expression: per row, with the raw values.
+            query = f"SELECT {row_sql}, ({ok_sql}), {', '.join(qcols)} FROM {_ident(name)}"
             for row in conn.execute(query):
                 if row[1]:
                     emit(prefix + row[0] + ");\n")
