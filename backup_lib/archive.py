@@ -50,7 +50,11 @@ CHUNK = 1 << 20
 
 # --compression value -> (file suffix, metadata "compression" value)
 COMPRESSIONS = {"gz": (".tar.gz", "gzip"), "zst": (".tar.zst", "zstd"), "none": (".tar", "none")}
-GZIP_LEVEL = 3
+# ISA-L level 2: on real source code about 11% larger than gzip -6 (the
+# target is 15%), several times faster; level 3 gains 3 points for 50% more
+# time.  Two compression threads beside the one that reads and hashes.
+GZIP_LEVEL = 2
+GZIP_THREADS = 2
 ZSTD_LEVEL = 3
 
 _ZERO_BLOCK = bytes(BLOCK)
@@ -112,7 +116,7 @@ class CompressedOutput:
         if compression == "gz":
             from isal import igzip_threaded
 
-            self._stream = igzip_threaded.open(self._sink, "wb", compresslevel=GZIP_LEVEL, threads=1)
+            self._stream = igzip_threaded.open(self._sink, "wb", compresslevel=GZIP_LEVEL, threads=GZIP_THREADS)
         elif compression == "zst":
             import zstandard
 
@@ -269,17 +273,56 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
+_NUL = b"\0"
+_GNU_MAGIC = b"ustar  \0"
+
+
+# GNU tar headers, byte for byte what tarfile's TarInfo.tobuf(GNU_FORMAT)
+# writes (a test holds them equal), at a fraction of its cost per file.
+
+
+def _itn(n: int, digits: int, gnu: bool = True) -> bytes:
+    if 0 <= n < 8 ** (digits - 1):
+        return b"%0*o\0" % (digits - 1, n)
+    if not gnu:
+        raise ValueError("number too large for ustar")
+    return b"\x80" + n.to_bytes(digits - 1, "big") if n >= 0 else b"\xff" + (n + (1 << (8 * (digits - 1)))).to_bytes(digits - 1, "big")
+
+
+def _stn(s: bytes, length: int) -> bytes:
+    s = s[:length]
+    return s + _NUL * (length - len(s))
+
+
+def _block(name: bytes, kind: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, linkname: bytes, gnu: bool) -> bytes:
+    buf = b"".join((
+        _stn(name, 100), _itn(mode & 0o7777, 8, gnu), _itn(uid, 8, gnu), _itn(gid, 8, gnu),
+        _itn(size, 12, gnu), _itn(mtime, 12, gnu), b"        ", kind, _stn(linkname, 100), _GNU_MAGIC,
+        bytes(32), bytes(32), bytes(8), bytes(8), bytes(155),  # no device fields: we never write devices
+    ))
+    buf += bytes(512 - len(buf))
+    chksum = sum(buf)
+    return buf[:148] + b"%06o\0" % chksum + buf[155:]
+
+
+def _long(value: bytes, kind: bytes) -> bytes:
+    value += _NUL
+    head = _block(b"././@LongLink", kind, 0, 0, 0, len(value), 0, b"", False)
+    pad = -len(value) % 512
+    return head + value + bytes(pad)
+
+
 def _header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0, uid: int = 0, gid: int = 0, linkname: str = "") -> bytes:
-    ti = tarfile.TarInfo(name)
-    ti.type = kind
-    ti.mode = mode & 0o7777
-    ti.size = size
-    ti.mtime = mtime
-    ti.uid = uid
-    ti.gid = gid
-    ti.uname = ti.gname = ""
-    ti.linkname = linkname
-    return ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    bname = name.encode("utf-8", "surrogateescape")
+    blink = linkname.encode("utf-8", "surrogateescape")
+    out = b""
+    if len(blink) > 100:
+        out += _long(blink, tarfile.GNUTYPE_LONGLINK)
+    if len(bname) > 100:
+        out += _long(bname, tarfile.GNUTYPE_LONGNAME)
+    return out + _block(bname, kind, mode, uid, gid, size, mtime, blink, True)
 
 
 @dataclass
@@ -291,6 +334,10 @@ class WriteReport:
     total_size: int = 0
     file_types: dict[str, int] = field(default_factory=dict)
     project_hash: str = ""
+
+
+def _json_str(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=True).encode()
 
 
 class ArchiveWriter:
@@ -317,6 +364,16 @@ class ArchiveWriter:
         self._spool.write(json.dumps(rec, ensure_ascii=True, separators=(",", ":")).encode() + b"\n")
         if self._keep:
             self.report.records[rec["path"]] = rec
+
+    def _file_record(self, path: str, mode: int, mtime_ns: int, size: int, digest: str) -> None:
+        """The common record, formatted directly (json.dumps per file costs)."""
+        if self._keep:
+            self._record({"path": path, "type": "file", "mode": mode, "mtime_ns": mtime_ns, "size": size, "sha256": digest})
+            return
+        self._spool.write(
+            b'{"path":%s,"type":"file","mode":%d,"mtime_ns":%d,"size":%d,"sha256":"%s"}\n'
+            % (_json_str(path), mode, mtime_ns, size, digest.encode())
+        )
 
     def _struct(self, data: bytes) -> None:
         self._structure.update(data)
@@ -388,14 +445,14 @@ class ArchiveWriter:
             if size % BLOCK:
                 self._struct(bytes(BLOCK - size % BLOCK))
             after = os.fstat(fd)
-            if changed or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns or os.read(fd, 1):
+            if changed or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns:
                 rep.changed.append(path)
         finally:
             os.close(fd)
         digest = h.hexdigest()
         if st.st_nlink > 1:
             self._links[key] = (path, digest)
-        self._record({"path": path, "type": "file", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "size": size, "sha256": digest})
+        self._file_record(path, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, digest)
         rep.total_size += size
         self._count(path, digest)
 

@@ -90,6 +90,7 @@ def create_backup(
         default_excludes=default_excludes,
         exclude_paths=excluded_paths,
         always_exclude_paths=[backup_dir],
+        stat_files=dry_run,  # the writer fstat()s each file it opens
     )
     if dry_run:
         files = tuple(e.path for e in selection.files)

@@ -48,7 +48,9 @@ _NORMAL, _SEARCH = 0, 1
 
 
 class Entry:
-    """One selected path, relative to the root with "/" separators, and its lstat."""
+    """One selected path, relative to the root with "/" separators, and its
+    lstat (None for a file when the walk was told not to stat files: the
+    archive writer fstat()s every file it opens anyway)."""
 
     __slots__ = ("path", "kind", "st")
 
@@ -60,7 +62,7 @@ class Entry:
     from_stat = classmethod(lambda cls, path, kind, st: cls(path, kind, st))
 
     mode = property(lambda self: self.st.st_mode)
-    size = property(lambda self: self.st.st_size if self.kind == "file" else 0)
+    size = property(lambda self: self.st.st_size if self.kind == "file" and self.st is not None else 0)
     mtime_ns = property(lambda self: self.st.st_mtime_ns)
     uid = property(lambda self: self.st.st_uid)
     gid = property(lambda self: self.st.st_gid)
@@ -132,6 +134,7 @@ def select_files(
     exclude_paths: Iterable[str] = (),
     always_exclude_paths: Iterable[str] = (),
     use_git: bool = True,
+    stat_files: bool = True,
 ) -> Selection:
     """Walk ``root`` and return what a backup of it holds, sorted by path.
 
@@ -276,6 +279,9 @@ def select_files(
                     if is_dir and has_includes and includes.may_match_below(brel):
                         stack.append((child.path, rel, rules, file_rules, quick, _SEARCH))
                     continue
+            if kind == "file" and not stat_files:
+                entries.append((rel, Entry(decode(rel), kind, None)))
+                continue
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError as exc:

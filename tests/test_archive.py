@@ -170,3 +170,25 @@ def test_progress_only_on_a_terminal():
         p.done()
     assert "1 files, 5.0 MB" in tty.getvalue() and tty.getvalue().endswith("\n")
     assert pipe.getvalue() == ""
+
+
+def test_fast_headers_are_byte_identical_to_tarfile():
+    import random
+
+    from backup_lib.archive import _header
+
+    rng = random.Random(5)
+    names = ["a", "dir/", "x" * 100, "y" * 101, "é" * 60, "bad\udcff\udcfename", "d/" * 80 + "f", "-dash", "new\nline"]
+    for i in range(3000):
+        kind = rng.choice([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE])
+        ti = tarfile.TarInfo(rng.choice(names) + str(i))
+        ti.type = kind
+        ti.mode = rng.choice([0o644, 0o4755, 0o100644, 0o40755]) & 0o7777
+        ti.size = rng.choice([0, 1, 511, 8 * 1024**3 + 5, 2**40]) if kind == tarfile.REGTYPE else 0
+        ti.mtime = rng.choice([0, 1700000000, 2**33 + 1])
+        ti.uid, ti.gid = rng.choice([0, 1000, 2**21, 65534]), rng.choice([0, 100, 2**22])
+        ti.uname = ti.gname = ""
+        ti.linkname = rng.choice(["", "t", "z" * 150, "lnk\udcff"]) if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+        expected = ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+        got = _header(ti.name, kind, mode=ti.mode, size=ti.size, mtime=ti.mtime, uid=ti.uid, gid=ti.gid, linkname=ti.linkname)
+        assert got == expected, (ti.name, kind)
