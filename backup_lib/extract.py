@@ -42,12 +42,12 @@ class ScanResult:
     members: int = 0
     written: list[str] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)  # what an extraction writes (dry run)
-    actual: dict[str, tuple] = field(default_factory=dict, repr=False)  # path -> (type, size, sha256 or target)
+    actual: dict[str, tuple] = field(default_factory=dict, repr=False)  # path -> (type, size, sha256 digest or target)
 
     def sha256_of(self, path: str) -> str | None:
         """The SHA-256 of a regular member, as read from the archive."""
         got = self.actual.get(path)
-        return got[2] if got and got[0] == "file" else None
+        return got[2].hex() if got and got[0] == "file" else None
     outside_links: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     bytes_read: int = 0
@@ -121,13 +121,16 @@ class _Writers:
     pool writes small files while the main thread decompresses, parses and
     hashes the next ones.  In-flight data is bounded."""
 
-    def __init__(self, workers: int = 2, max_bytes: int = 64 << 20):
+    UNIT = 16 << 10
+
+    def __init__(self, workers: int = 2, max_bytes: int = 32 << 20):
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
-        self._budget = threading.BoundedSemaphore(max_bytes // (64 << 10))
+        self._budget = threading.BoundedSemaphore(max_bytes // self.UNIT)
         self._futures: dict[str, object] = {}
+        self._submitted = 0
 
     def _write(self, full: str, chunks: list[bytes], mode: int, units: int) -> None:
         try:
@@ -145,10 +148,19 @@ class _Writers:
                 self._budget.release()
 
     def submit(self, path: str, full: str, chunks: list[bytes], size: int, mode: int) -> None:
-        units = max(1, size // (64 << 10))
+        units = max(1, -(-size // self.UNIT))  # rounded up: the budget is a real bound
         for _ in range(units):
             self._budget.acquire()
+        self._submitted += 1
+        if self._submitted % 256 == 0:
+            self._prune()
         self._futures[path] = self._pool.submit(self._write, full, chunks, mode, units)
+
+    def _prune(self) -> None:
+        """Forget finished writes (raising the first failure): a Future per
+        file of a 100,000-file restore would cost more than the data."""
+        for key in [k for k, f in self._futures.items() if f.done()]:
+            self._futures.pop(key).result()
 
     def wait_for(self, path: str) -> None:
         fut = self._futures.get(path)
@@ -179,14 +191,13 @@ def scan_archive(
     res = ScanResult(archive)
     kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
     actual = res.actual
-    symlinks: list[tuple[str, str, int]] = []
-    mtimes: list[tuple[str, int, bool]] = []  # (path, header mtime, is_dir)
+    symlinks: list[tuple[str, str]] = []
     dir_modes: dict[str, int] = {}
     include_cache: dict = {}
     reader = ArchiveReader(archive)
     writers = _Writers() if dest is not None else None
     try:
-        _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, mtimes, dir_modes, include_cache, writers)
+        _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, dir_modes, include_cache, writers)
     finally:
         if writers is not None:
             writers.finish()
@@ -201,11 +212,11 @@ def scan_archive(
         res.errors.append(str(exc))
 
     if dest is not None:
-        _finish(res, dest, reader.manifest_bytes, symlinks, mtimes, dir_modes, allow_outside_links)
+        _finish(res, dest, reader.manifest_bytes, symlinks, dir_modes, allow_outside_links)
     return res
 
 
-def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, mtimes, dir_modes, include_cache, writers) -> None:
+def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, dir_modes, include_cache, writers) -> None:
     archive = reader.path
 
     def ensure_parents(parts: list[str], member: str) -> None:
@@ -246,7 +257,7 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
         wanted = _selected(includes, parts, ti.isdir(), include_cache)
         full = os.path.join(dest, path) if dest is not None else None
         mode = ti.mode & 0o777  # setuid, setgid and sticky dropped
-        if wanted and not ti.isdir():
+        if dest is None and wanted and not ti.isdir():
             res.planned.append(path)
 
         if ti.isdir():
@@ -255,12 +266,11 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
             if dest is not None and previous is None:
                 os.mkdir(full, 0o700)
             dir_modes[path] = mode
-            mtimes.append((path, ti.mtime, True))
         elif ti.issym():
             kinds[path] = "symlink"
             actual[path] = ("symlink", 0, ti.linkname)
             if wanted:
-                symlinks.append((path, ti.linkname, ti.mtime))
+                symlinks.append((path, ti.linkname))
         elif ti.islnk():
             link_parts = _components(ti.linkname)
             link = "/".join(link_parts)
@@ -273,7 +283,6 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
                 if os.path.exists(os.path.join(dest, link)):
                     os.link(os.path.join(dest, link), full, follow_symlinks=False)
                     res.written.append(path)
-                    mtimes.append((path, ti.mtime, False))
                 else:
                     res.skipped.append({"path": path, "reason": f"hard link to {link}, which --include left out"})
         else:
@@ -310,10 +319,9 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
             if pooled:
                 writers.submit(path, full, chunks, size, mode)
             res.bytes_read += size
-            actual[path] = ("file", size, h.hexdigest())
+            actual[path] = ("file", size, h.digest())
             if write:
                 res.written.append(path)
-                mtimes.append((path, ti.mtime, False))
         if progress:
             progress(1, 0)
 
@@ -349,9 +357,11 @@ def _compare(res: ScanResult, manifest: bytes) -> None:
         if kind == "file":
             if gsize != rec.get("size"):
                 errors.append(f"member {path!r} has {gsize} bytes, the manifest says {rec.get('size')}")
-            elif gval != rec.get("sha256"):
-                errors.append(f"member {path!r} does not match its SHA-256 in the manifest")
-            project.update(project_hash_line(bpath, gval))
+            else:
+                hexdigest = gval.hex()
+                if hexdigest != rec.get("sha256"):
+                    errors.append(f"member {path!r} does not match its SHA-256 in the manifest")
+                project.update(project_hash_line(bpath, hexdigest))
         elif kind == "symlink":
             if gval != rec.get("target"):
                 errors.append(f"symlink {path!r} points to {gval!r}, the manifest says {rec.get('target')!r}")
@@ -376,28 +386,25 @@ def _compare(res: ScanResult, manifest: bytes) -> None:
             errors.append(f"the metadata counts {meta['total_files']} files, the archive {n}")
 
 
-def _finish(res, dest, manifest: bytes, symlinks, mtimes, dir_modes, allow_outside_links) -> None:
-    """After every file is written: symlinks, then mtimes, then directory modes."""
+def _finish(res, dest, manifest: bytes, symlinks, dir_modes, allow_outside_links) -> None:
+    """After every file is written: symlinks, then times, then directory modes."""
     if res.errors:
         return
-    links = {path: target for path, target, _ in symlinks}
-    for path, target, mtime in symlinks:
+    links = {path: target for path, target in symlinks}
+    for path, target in symlinks:
         if not allow_outside_links and not link_stays_inside(path, target, links):
             res.outside_links.append({"path": path, "target": target})
             continue
         os.symlink(target, os.path.join(dest, path))
         res.written.append(path)
-        mtimes.append((path, mtime, False))
-    # Exact (ns) times come from the manifest; the tar header has whole seconds.
-    pending = {path: mtime for path, mtime, _is_dir in mtimes}
+    # Exact (ns) times from the manifest, which _compare found to list every
+    # member; the tar headers only have whole seconds.
+    todo = set(res.written)
+    todo.update(dir_modes)
     for rec in iter_manifest(manifest):
         path = rec.get("path")
-        if path in pending:
-            ns = rec.get("mtime_ns")
-            sec = pending.pop(path)
-            _set_time(dest, path, ns if isinstance(ns, int) else int(sec) * 10**9)
-    for path, sec in pending.items():
-        _set_time(dest, path, int(sec) * 10**9)
+        if path in todo and isinstance(rec.get("mtime_ns"), int):
+            _set_time(dest, path, rec["mtime_ns"])
     for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
         os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
 

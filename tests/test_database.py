@@ -207,7 +207,7 @@ def test_verify_checks_row_counts_against_metadata(proj, tmp_path):
     work = tmp_path / "w"
     extract(res.backup_path, work)
     meta = dict(res.metadata, tables={"accounts": 1, "log": 0})
-    scan = ScanResult(res.backup_path, metadata=meta, actual={"shop.db": ("file", res.metadata["size"], res.metadata["sha256"])})
+    scan = ScanResult(res.backup_path, metadata=meta, actual={"shop.db": ("file", res.metadata["size"], bytes.fromhex(res.metadata["sha256"]))})
     errors = _check_extracted(scan, str(work))
     assert any("row counts" in e for e in errors)
 
