@@ -305,7 +305,8 @@ def write_results(b: Bench, notes: list[str], args) -> None:
     ]
     for r in b.rows:
         size = f"{r['output_bytes'] / 1e6:.2f}" if "output_bytes" in r else ""
-        lines.append(f"| {r['scale']} | {r['task']} | {r['case']} | {r['median_s']:.3f} | {r['vs_ours']} | {r['peak_rss_mb']} | {size} | {r.get('target', '')} |")
+        cells = [r["scale"], r["task"], r["case"], f"{r['median_s']:.3f}", str(r["vs_ours"]), str(r["peak_rss_mb"]), size, r.get("target", "")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
     with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
