@@ -188,20 +188,15 @@ def scan_archive(
     Unsafe members raise :class:`UnsafeArchiveError` at once; verification
     failures are collected in ``result.errors``.
     """
-    res = ScanResult(archive)
-    kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
-    actual = res.actual
-    symlinks: list[tuple[str, str]] = []
-    dir_modes: dict[str, int] = {}
-    include_cache: dict = {}
+    scan = _Scan(archive, dest, includes, progress)
     reader = ArchiveReader(archive)
-    writers = _Writers() if dest is not None else None
     try:
-        _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, dir_modes, include_cache, writers)
+        for ti, fobj in reader:
+            scan.member(ti, fobj)
     finally:
-        if writers is not None:
-            writers.finish()
-
+        if scan.writers is not None:
+            scan.writers.finish()
+    res = scan.res
     if reader.metadata_bytes is None or reader.manifest_bytes is None:
         raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
@@ -210,31 +205,43 @@ def scan_archive(
         _compare(res, reader.manifest_bytes)
     except IntegrityError as exc:
         res.errors.append(str(exc))
-
     if dest is not None:
-        _finish(res, dest, reader.manifest_bytes, symlinks, dir_modes, allow_outside_links)
+        _finish(res, dest, reader.manifest_bytes, scan.symlinks, scan.dir_modes, allow_outside_links)
     return res
 
 
-def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks, dir_modes, include_cache, writers) -> None:
-    archive = reader.path
+class _Scan:
+    """The state of one pass: what each archive path is, and what to do last."""
 
-    def ensure_parents(parts: list[str], member: str) -> None:
+    def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress):
+        self.archive = archive
+        self.dest = dest
+        self.includes = includes
+        self.progress = progress
+        self.res = ScanResult(archive)
+        self.kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
+        self.symlinks: list[tuple[str, str]] = []  # created last, after every file
+        self.dir_modes: dict[str, int] = {}  # applied last, deepest first
+        self.include_cache: dict = {}
+        self.writers = _Writers() if dest is not None else None
+
+    def _ensure_parents(self, parts: list[str], member: str) -> None:
         for depth in range(1, len(parts)):
             sub = "/".join(parts[:depth])
-            kind = kinds.get(sub)
+            kind = self.kinds.get(sub)
             if kind is None:
-                kinds[sub] = "dir"
-                if dest is not None:
-                    os.mkdir(os.path.join(dest, sub), 0o700)
+                self.kinds[sub] = "dir"
+                if self.dest is not None:
+                    os.mkdir(os.path.join(self.dest, sub), 0o700)
             elif kind != "dir":
                 raise UnsafeArchiveError(f"member {member!r} would be written through the {kind} {sub!r}")
 
-    for ti, fobj in reader:
+    def member(self, ti, fobj) -> None:
+        res, dest = self.res, self.dest
         res.members += 1
         parts = _components(ti.name)
         if not parts:
-            continue
+            return
         path = "/".join(parts)
         if ti.ischr() or ti.isblk() or ti.isfifo():
             raise UnsafeArchiveError(f"member {path!r} is a device or FIFO")
@@ -250,81 +257,86 @@ def _scan_members(reader, res, dest, includes, progress, kinds, actual, symlinks
             except tarfile.FilterError as exc:
                 if not (ti.issym() and isinstance(exc, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError))):
                     raise UnsafeArchiveError(f"member {path!r} refused: {exc}") from None
-        ensure_parents(parts, path)
-        previous = kinds.get(path)
+        self._ensure_parents(parts, path)
+        previous = self.kinds.get(path)
         if previous is not None and not (previous == "dir" and ti.isdir()):
             raise UnsafeArchiveError(f"member {path!r} appears twice in the archive")
-        wanted = _selected(includes, parts, ti.isdir(), include_cache)
+        wanted = _selected(self.includes, parts, ti.isdir(), self.include_cache)
         full = os.path.join(dest, path) if dest is not None else None
         mode = ti.mode & 0o777  # setuid, setgid and sticky dropped
         if dest is None and wanted and not ti.isdir():
             res.planned.append(path)
 
         if ti.isdir():
-            kinds[path] = "dir"
-            actual[path] = ("dir", 0, None)
+            self.kinds[path] = "dir"
+            res.actual[path] = ("dir", 0, None)
             if dest is not None and previous is None:
                 os.mkdir(full, 0o700)
-            dir_modes[path] = mode
+            self.dir_modes[path] = mode
         elif ti.issym():
-            kinds[path] = "symlink"
-            actual[path] = ("symlink", 0, ti.linkname)
+            self.kinds[path] = "symlink"
+            res.actual[path] = ("symlink", 0, ti.linkname)
             if wanted:
-                symlinks.append((path, ti.linkname))
+                self.symlinks.append((path, ti.linkname))
         elif ti.islnk():
-            link_parts = _components(ti.linkname)
-            link = "/".join(link_parts)
-            if kinds.get(link) != "file":
-                raise UnsafeArchiveError(f"hard link {path!r} points to {ti.linkname!r}, which is not a regular file stored earlier in the archive")
-            kinds[path] = "hardlink"
-            actual[path] = ("hardlink", 0, link)
-            if dest is not None and wanted:
-                writers.wait_for(link)
-                if os.path.exists(os.path.join(dest, link)):
-                    os.link(os.path.join(dest, link), full, follow_symlinks=False)
-                    res.written.append(path)
-                else:
-                    res.skipped.append({"path": path, "reason": f"hard link to {link}, which --include left out"})
+            self._hardlink(ti, path, full, wanted)
         else:
-            kinds[path] = "file"
-            write = dest is not None and wanted
-            pooled = write and ti.size <= _SMALL  # small files: the writer pool
-            chunks: list[bytes] | None = [] if pooled else None
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if write and not pooled else None
-            h = hashlib.sha256()
-            size = 0
-            try:
-                while chunk := fobj.read(CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
-                    if chunks is not None:
-                        chunks.append(chunk)
-                    elif fd is not None:
-                        if len(chunk) == CHUNK and chunk == _ZERO_CHUNK:
-                            os.lseek(fd, CHUNK, os.SEEK_CUR)  # a hole: sparse files stay sparse
-                        else:
-                            view = memoryview(chunk)
-                            while view:
-                                view = view[os.write(fd, view) :]
-                    if progress:
-                        progress(0, len(chunk))
-                if size != ti.size:
-                    raise IntegrityError(f"{archive}: member {path!r} is truncated")
-                if fd is not None:
-                    os.ftruncate(fd, size)
-                    os.fchmod(fd, mode)
-            finally:
-                if fd is not None:
-                    os.close(fd)
-            if pooled:
-                writers.submit(path, full, chunks, size, mode)
-            res.bytes_read += size
-            actual[path] = ("file", size, h.digest())
-            if write:
-                res.written.append(path)
-        if progress:
-            progress(1, 0)
+            self._file(ti, fobj, path, full, mode, wanted)
+        if self.progress:
+            self.progress(1, 0)
 
+    def _hardlink(self, ti, path: str, full: str | None, wanted: bool) -> None:
+        link = "/".join(_components(ti.linkname))
+        if self.kinds.get(link) != "file":
+            raise UnsafeArchiveError(f"hard link {path!r} points to {ti.linkname!r}, which is not a regular file stored earlier in the archive")
+        self.kinds[path] = "hardlink"
+        self.res.actual[path] = ("hardlink", 0, link)
+        if self.dest is not None and wanted:
+            self.writers.wait_for(link)
+            if os.path.exists(os.path.join(self.dest, link)):
+                os.link(os.path.join(self.dest, link), full, follow_symlinks=False)
+                self.res.written.append(path)
+            else:
+                self.res.skipped.append({"path": path, "reason": f"hard link to {link}, which --include left out"})
+
+    def _file(self, ti, fobj, path: str, full: str | None, mode: int, wanted: bool) -> None:
+        """Hash the member while it streams by; write it when extracting."""
+        self.kinds[path] = "file"
+        write = self.dest is not None and wanted
+        pooled = write and ti.size <= _SMALL  # small files: the writer pool
+        chunks: list[bytes] | None = [] if pooled else None
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600) if write and not pooled else None
+        h = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := fobj.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+                if chunks is not None:
+                    chunks.append(chunk)
+                elif fd is not None:
+                    if len(chunk) == CHUNK and chunk == _ZERO_CHUNK:
+                        os.lseek(fd, CHUNK, os.SEEK_CUR)  # a hole: sparse files stay sparse
+                    else:
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                if self.progress:
+                    self.progress(0, len(chunk))
+            if size != ti.size:
+                raise IntegrityError(f"{self.archive}: member {path!r} is truncated")
+            if fd is not None:
+                os.ftruncate(fd, size)
+                os.fchmod(fd, mode)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if pooled:
+            self.writers.submit(path, full, chunks, size, mode)
+        self.res.bytes_read += size
+        self.res.actual[path] = ("file", size, h.digest())
+        if write:
+            self.res.written.append(path)
 
 
 def _compare(res: ScanResult, manifest: bytes) -> None:
