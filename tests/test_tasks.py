@@ -202,3 +202,10 @@ def test_help_documents_every_flag():
     proc = run_subprocess(["--help", "backup.create"], cwd=REPO)
     for flag in ("--no-compress", "--exclude", "--include", "--no-default-excludes", "--dry-run", "--json", "--project-root", "--backup-dir"):
         assert flag in proc.stdout
+
+
+def test_public_surface_is_lazy_and_complete():
+    code = ("import sys, backup_lib; assert 'backup_lib.archive' not in sys.modules; "
+            "[getattr(backup_lib, n) for n in backup_lib.__all__]; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr
