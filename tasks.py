@@ -249,11 +249,12 @@ def verify(c, backup_path=None, project_root=None, backup_dir=None, json_=False)
 def _print_verify(reports, json_):
     from backup_lib.errors import EXIT_INTEGRITY
 
+    from backup_lib.report import render_verify
+
     if json_:
         _json([r.as_dict() for r in reports])
     else:
-        for r in reports:
-            _out(f"{'ok    ' if r.ok else 'FAILED'}  {r.backup_path}" + ("" if r.ok else f": {r.errors[0]}"))
+        _out(render_verify(reports))
     failed = [r for r in reports if not r.ok]
     if failed:
         raise Exit(f"error: {len(failed)} of {len(reports)} backups failed verification: "

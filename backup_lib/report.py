@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["human_size", "to_json", "render_metadata", "render_list"]
+__all__ = ["human_size", "to_json", "render_metadata", "render_list", "render_verify"]
 
 
 def human_size(n: int | None) -> str:
@@ -38,10 +38,10 @@ def render_metadata(meta: dict) -> str:
                     lines.append(f"  - {item if not isinstance(item, dict) else ', '.join(f'{k}={v}' for k, v in item.items())}")
                 if len(value) > 50:
                     lines.append(f"  … and {len(value) - 50} more")
-        elif key in ("total_size", "size"):
+        elif key in ("total_size", "size") and isinstance(value, int):
             lines.append(f"{key}: {value} ({human_size(value)})")
         else:
-            lines.append(f"{key}: {value}")
+            lines.append(f"{key}: {'-' if value is None else value}")
     return "\n".join(lines)
 
 
@@ -59,3 +59,18 @@ def render_list(rows: list[dict]) -> str:
         table.append((r["name"], created, human_size(r["size"]), "-" if files is None else str(files), r.get("compression") or "-"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths)) + "  " + row[-1] for row in table)
+
+
+def render_verify(reports) -> str:
+    """One line per backup: ok, or FAILED and the first problem."""
+    lines = []
+    for r in reports:
+        if r.ok:
+            lines.append(f"ok      {r.backup_path}")
+            continue
+        problem = r.errors[0] if r.errors else "failed"
+        if problem.startswith(r.backup_path + ": "):
+            problem = problem[len(r.backup_path) + 2 :]
+        more = f" (+{len(r.errors) - 1} more)" if len(r.errors) > 1 else ""
+        lines.append(f"FAILED  {r.backup_path}: {problem}{more}")
+    return "\n".join(lines)

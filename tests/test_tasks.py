@@ -39,6 +39,7 @@ def test_create_json_and_list_info(proj):
     assert code == 0 and json.loads(out)["project_hash"] == meta["project_hash"]
     code, out, _ = cli("backup.info", "--backup-path", meta["backup_path"])
     assert "project_hash: " + meta["project_hash"] in out
+    assert "application_version: -" in out and "None" not in out
 
 
 def test_dry_run_lists_files_and_writes_nothing(proj):

@@ -128,6 +128,9 @@ def test_verify_task_all_and_json(project, tmp_path):
     assert rows[os.path.basename(good)]["ok"] is True
     assert rows["p_project_20200101_000000.tar.gz"]["ok"] is False and rows["p_project_20200101_000000.tar.gz"]["errors"]
     assert "p_project_20200101_000000.tar.gz" in err
+    code, out, err = run_cli(["backup.verify", "--project-root", str(project)])
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and failed[0].count("p_project_20200101_000000.tar.gz") == 1
     code, out, err = run_cli(["backup.verify", "--project-root", str(project), "--backup-path", good])
     assert code == 0 and out.startswith("ok")
 
