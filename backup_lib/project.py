@@ -152,6 +152,8 @@ class ListedBackup:
             "compression": meta.get("compression"),
             "project_hash": meta.get("project_hash"),
         }
+        if meta.get("safety_backup"):
+            out["safety_backup"] = True  # taken by db.restore before it swapped the database
         if self.error:
             out["error"] = self.error
         return out

@@ -56,7 +56,8 @@ def render_list(rows: list[dict]) -> str:
             table.append((r["name"], "-", human_size(r["size"]), "-", f"unreadable: {r['error']}"))
             continue
         files = r.get("total_files")
-        table.append((r["name"], created, human_size(r["size"]), "-" if files is None else str(files), r.get("compression") or "-"))
+        note = "  (safety backup before a restore)" if r.get("safety_backup") else ""
+        table.append((r["name"], created, human_size(r["size"]), "-" if files is None else str(files), (r.get("compression") or "-") + note))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths)) + "  " + row[-1] for row in table)
 

@@ -123,8 +123,10 @@ def test_restore_round_trip_table_by_table(proj):
     assert out.tables == {"accounts": ACCOUNTS, "log": 0}
     # The safety backup holds the state just before the restore, and counts as a backup.
     assert out.safety_backup and os.path.exists(out.safety_backup)
-    listed = [b.metadata for b in list_backups(str(proj / "backups" / "db"), kind="db")]
-    assert any(m.get("safety_backup") for m in listed)
+    listed = [b.summary() for b in list_backups(str(proj / "backups" / "db"), kind="db")]
+    assert [r["backup_path"] for r in listed if r.get("safety_backup")] == [out.safety_backup]
+    code, text, _ = run_cli(["db.list", "--project-root", str(proj)])
+    assert "safety backup" in text
     with tarfile.open(out.safety_backup) as tf:
         tf.extractall(proj / "safety", filter="data")
     assert total(str(proj / "safety" / "shop.db")) == (0, ACCOUNTS)
