@@ -76,6 +76,8 @@ def create_backup(
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
     backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "project"))
+    if os.path.realpath(backup_dir) == os.path.realpath(root):
+        raise UsageError(f"the backup dir must not be the project root itself ({root}): use a folder inside or outside it")
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")

@@ -145,6 +145,11 @@ def test_corrupt_and_foreign_archives_exit_4(proj, tmp_path):
     assert code == 4 and not (tmp_path / "t").exists()
 
 
+def test_backup_dir_must_not_be_the_root(proj):
+    code, _, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", str(proj))
+    assert code == 2 and "project root itself" in err
+
+
 def test_backup_dir_not_writable(proj, tmp_path):
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")
