@@ -333,7 +333,6 @@ class WriteReport:
     total_files: int = 0
     total_size: int = 0
     file_types: dict[str, int] = field(default_factory=dict)
-    project_hash: str = ""
 
 
 def _json_str(text: str) -> bytes:
@@ -467,7 +466,7 @@ class ArchiveWriter:
         if bpath <= self._last_path:
             raise ValueError(f"entries must come sorted by path: {path!r}")
         self._last_path = bpath
-        self._project.update(bpath + b"\0" + content_id.encode() + b"\n")
+        self._project.update(project_hash_line(bpath, content_id))
         if self._progress:
             self._progress(1, 0)
 
@@ -498,8 +497,7 @@ class ArchiveWriter:
         return metadata
 
     def finish_hash(self) -> str:
-        self.report.project_hash = self._project.hexdigest()
-        return self.report.project_hash
+        return self._project.hexdigest()
 
     def close(self) -> None:
         self._write(_ZERO_BLOCK * 2)

@@ -78,7 +78,6 @@ class Selection:
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason)
     gitignore_patterns: tuple[str, ...] = ()
     excluded_patterns: tuple[str, ...] = ()
-    git_top: str | None = None
     files: tuple[Entry, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -304,7 +303,6 @@ def select_files(
         skipped=tuple(skipped),
         gitignore_patterns=tuple(dict.fromkeys(gitignore_seen)),
         excluded_patterns=tuple(excluded_patterns),
-        git_top=repo.top if repo else None,
     )
 
 

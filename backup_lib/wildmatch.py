@@ -179,12 +179,6 @@ class Pattern:
     basename: bool  # no "/" inside: matched against the last path component
     regex: re.Pattern
 
-    def matches(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
-        if self.dir_only and not is_dir:
-            return False
-        return self.regex.fullmatch(name if self.basename else rel) is not None
-
-
 def _trim_trailing_spaces(line: bytes) -> bytes:
     last_space = None
     i, n = 0, len(line)
