@@ -179,6 +179,7 @@ class Pattern:
     basename: bool  # no "/" inside: matched against the last path component
     regex: re.Pattern
 
+
 def _trim_trailing_spaces(line: bytes) -> bytes:
     last_space = None
     i, n = 0, len(line)
