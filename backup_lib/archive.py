@@ -845,8 +845,8 @@ class ArchiveReader:
         if not isinstance(meta, dict):
             self.problems.append(f"{METADATA_NAME} is not a JSON object")
             return
-        if "metadata_sha256" not in meta:
-            return  # not sealed: reported as not a backup by the caller if needed
+        # Every archive this toolkit writes is sealed: a missing seal (a key
+        # name altered by one bit, say) is a problem like a wrong one.
         if not seal_ok(self.metadata_bytes, meta):
             self.problems.append(f"{METADATA_NAME} does not match its own metadata_sha256 (it was altered)")
         if header != metadata_header(len(self.metadata_bytes), meta_ti.mtime):

@@ -38,7 +38,8 @@ def test_flipped_byte_anywhere_is_caught(project, tmp_path, compression):
     if size <= 4000:
         positions = range(size)
     else:
-        positions = sorted(set(range(0, size, max(1, size // 700))) | set(rng.sample(range(size), 300)) | set(range(size - 1200, size)))
+        # Sampled, plus every byte of the tail: the manifest, the metadata and the end marker.
+        positions = sorted(set(range(0, size, max(1, size // 700))) | set(rng.sample(range(size), 300)) | set(range(size - 5000, size)))
     missed = []
     bad = tmp_path / ("bad" + os.path.basename(path)[-7:])
     for pos in positions:
@@ -46,6 +47,19 @@ def test_flipped_byte_anywhere_is_caught(project, tmp_path, compression):
         if report.ok:
             missed.append(pos)
     assert not missed, f"flips not caught at byte offsets {missed[:20]} of {size}"
+
+
+def test_altered_seal_key_is_caught(project, tmp_path):
+    """One bit turns "metadata_sha256" into "metadata_sha257": still valid
+    JSON, but the seal is gone, and that must not pass."""
+    path = create_backup(str(project), compression="none").backup_path
+    data = bytearray(open(path, "rb").read())
+    i = data.rfind(b'"metadata_sha256"') + len('"metadata_sha25')
+    data[i] ^= 1
+    bad = tmp_path / "unsealed.tar"
+    bad.write_bytes(bytes(data))
+    report = verify_one(str(bad))
+    assert not report.ok and any("metadata_sha256" in e for e in report.errors), report.errors
 
 
 @pytest.mark.parametrize("compression", ["gz", "zst", "none"])
