@@ -45,7 +45,6 @@ MANIFEST_NAME = "backup_manifest.jsonl"
 TOOL_MEMBERS = (MANIFEST_NAME, METADATA_NAME)
 FORMAT_VERSION = 1
 BLOCK = 512
-RECORD = BLOCK * 20
 CHUNK = 1 << 20
 
 # --compression value -> (file suffix, metadata "compression" value)
@@ -58,6 +57,11 @@ GZIP_THREADS = 2
 ZSTD_LEVEL = 3
 
 _ZERO_BLOCK = bytes(BLOCK)
+
+
+def _pad(size: int) -> bytes:
+    """The zeros that bring a member of ``size`` bytes to a block boundary."""
+    return bytes(-size % BLOCK)
 
 
 # The whole compressed file is sealed too, so that a flipped bit the
@@ -223,13 +227,14 @@ class _SealedFile(io.RawIOBase):
         super().close()
 
 
-def open_decompressed(path: str, compression: str, sealed: "_SealedFile | None" = None):
+def open_decompressed(path: str, compression: str, sealed: "_SealedFile | None"):
+    """The tar stream; ``sealed`` is the compressed file (None when plain)."""
     if compression == "gz":
         from isal import igzip_threaded
 
-        return igzip_threaded.open(sealed or _SealedFile(path, "gz"), "rb", threads=1)
+        return igzip_threaded.open(sealed, "rb", threads=1)
     if compression == "zst":
-        return io.BufferedReader(_ZstdReader(sealed or _SealedFile(path, "zst")), CHUNK)
+        return io.BufferedReader(_ZstdReader(sealed), CHUNK)
     return open(path, "rb", buffering=CHUNK)
 
 
@@ -308,8 +313,7 @@ def _block(name: bytes, kind: bytes, mode: int, uid: int, gid: int, size: int, m
 def _long(value: bytes, kind: bytes) -> bytes:
     value += _NUL
     head = _block(b"././@LongLink", kind, 0, 0, 0, len(value), 0, b"", False)
-    pad = -len(value) % 512
-    return head + value + bytes(pad)
+    return head + value + _pad(len(value))
 
 
 def _header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0, uid: int = 0, gid: int = 0, linkname: str = "") -> bytes:
@@ -384,7 +388,7 @@ class ArchiveWriter:
         full = os.path.join(root, path)
         rep = self.report
         if entry.kind == "dir":
-            self._struct(_header(path + "/", tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
+            self._struct(_header(path, tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
             self._record({"path": path, "type": "dir", "mode": stat.S_IMODE(entry.mode), "mtime_ns": entry.mtime_ns})
             return
         if entry.kind == "symlink":
@@ -441,8 +445,7 @@ class ArchiveWriter:
                 h.update(pad)
                 self._write(pad)
                 remaining -= len(pad)
-            if size % BLOCK:
-                self._struct(bytes(BLOCK - size % BLOCK))
+            self._struct(_pad(size))
             after = os.fstat(fd)
             if changed or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns:
                 rep.changed.append(path)
@@ -481,8 +484,7 @@ class ArchiveWriter:
             h.update(chunk)
             self._write(chunk)
         spool.close()
-        if size % BLOCK:
-            self._struct(bytes(BLOCK - size % BLOCK))
+        self._struct(_pad(size))
         return h.hexdigest()
 
     def add_metadata(self, metadata: dict, *, manifest_sha256: str, mtime: int) -> dict:
@@ -491,9 +493,7 @@ class ArchiveWriter:
         metadata = dict(metadata, manifest_sha256=manifest_sha256, structure_sha256=self._structure.hexdigest())
         data, metadata = seal(metadata)
         self._write(metadata_header(len(data), mtime))
-        self._write(data)
-        if len(data) % BLOCK:
-            self._write(bytes(BLOCK - len(data) % BLOCK))
+        self._write(data + _pad(len(data)))
         return metadata
 
     def finish_hash(self) -> str:
@@ -527,9 +527,9 @@ def seal_ok(data: bytes, metadata: dict) -> bool:
     claimed = metadata.get("metadata_sha256")
     if not isinstance(claimed, str):
         return False
-    doc = dict(metadata, metadata_sha256=_SEAL_PLACEHOLDER)
-    return _dump_metadata(doc) == data.replace(claimed.encode(), _SEAL_PLACEHOLDER.encode(), 1) and (
-        hashlib.sha256(_dump_metadata(doc)).hexdigest() == claimed
+    unsealed = _dump_metadata(dict(metadata, metadata_sha256=_SEAL_PLACEHOLDER))
+    return unsealed == data.replace(claimed.encode(), _SEAL_PLACEHOLDER.encode(), 1) and (
+        hashlib.sha256(unsealed).hexdigest() == claimed
     )
 
 
@@ -583,7 +583,7 @@ class Member:
     __slots__ = ("name", "linkname", "type", "mode", "size", "mtime", "uid", "gid")
 
     def isreg(self) -> bool:
-        return self.type in tarfile.REGULAR_TYPES
+        return self.type in _DATA_TYPES
 
     def isdir(self) -> bool:
         return self.type == tarfile.DIRTYPE
@@ -829,7 +829,7 @@ class ArchiveReader:
                 yield qti, io.BytesIO(qdata)
 
     def _padding(self, src: _Exact, size: int, structure) -> None:
-        pad = _padded(size) - size
+        pad = -size % BLOCK
         if pad:
             data = src.read(pad)
             if data.count(0) != pad:

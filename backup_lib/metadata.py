@@ -11,6 +11,7 @@ import socket
 
 from . import __version__
 from . import git as _git
+from .archive import FORMAT_VERSION
 
 __all__ = ["common_metadata", "application_version", "environment_name", "database_info", "file_sha256"]
 
@@ -78,7 +79,7 @@ def database_info(root: str, db_path: str | None) -> dict | None:
 def common_metadata(*, backup_type: str, root: str, compression: str, environment: str | None, now: _dt.datetime) -> dict:
     top = _git.find_repo(root)
     return {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "backup_type": backup_type,
         "backup_timestamp": now.isoformat(),
         "project_root": root,
