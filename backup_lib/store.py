@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -257,10 +258,10 @@ class BackupStore:
 
     def metadata(self, archive: str) -> dict:
         """The archive's metadata: from its index when fresh, else from the archive."""
-        return read_metadata(archive, store=self)
+        return read_metadata(archive)
 
 
-def read_metadata(archive: str, *, store: BackupStore | None = None, rebuild_index: bool = True) -> dict:
+def read_metadata(archive: str) -> dict:
     """Metadata of any archive path; uses and refreshes the index beside it."""
     from .archive import ArchiveReader
 
@@ -270,7 +271,7 @@ def read_metadata(archive: str, *, store: BackupStore | None = None, rebuild_ind
         raise NotFoundError(f"backup {archive} does not exist") from None
     except OSError as exc:
         raise NotFoundError(f"backup {archive}: {exc.strerror}") from None
-    if not os.path.isfile(archive):
+    if not stat.S_ISREG(st.st_mode):
         raise NotABackupError(f"{archive} is not a file")
     index = archive + INDEX_SUFFIX
     try:
@@ -281,10 +282,9 @@ def read_metadata(archive: str, *, store: BackupStore | None = None, rebuild_ind
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     metadata = ArchiveReader(archive).read_all_metadata()
-    if rebuild_index:
-        target = store or BackupStore(os.path.dirname(archive), metadata.get("backup_type", ""))
-        if os.access(os.path.dirname(os.path.abspath(archive)) or ".", os.W_OK):
-            target.write_index(archive, metadata)
+    directory = os.path.dirname(os.path.abspath(archive))
+    if os.access(directory, os.W_OK):
+        BackupStore(directory, metadata.get("backup_type", "")).write_index(archive, metadata)
     return metadata
 
 
