@@ -12,7 +12,7 @@ from .errors import BackupError, IntegrityError, NotFoundError, UsageError
 from .metadata import common_metadata, database_info
 from .retention import Decision, check_retention_args, plan_retention
 from .selection import select_files
-from .store import BackupStore, read_metadata
+from .store import BACKUP_TYPES, BackupStore, read_metadata
 
 __all__ = [
     "CreateResult",
@@ -255,8 +255,7 @@ def cleanup_backups(
             except (IntegrityError, NotFoundError):
                 not_ours.append(bf.path)
                 continue
-            expected = "project_full" if kind == "project" else "database"
-            if meta.get("backup_type") != expected:
+            if meta.get("backup_type") != BACKUP_TYPES[kind]:
                 not_ours.append(bf.path)
                 continue
             confirmed.append((bf.path, bf.timestamp))
@@ -264,11 +263,7 @@ def cleanup_backups(
         deleted = []
         for d in decisions:
             if d.delete and not dry_run:
-                os.unlink(d.key)
-                try:
-                    os.unlink(d.key + ".index.json")
-                except FileNotFoundError:
-                    pass
+                store.delete(d.key)
                 deleted.append(d.key)
         return CleanupResult(tuple(decisions), tuple(deleted), tuple(not_ours), dry_run)
 

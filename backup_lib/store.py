@@ -38,6 +38,7 @@ TMP_PREFIX = ".tmp-"
 TMP_SUFFIX = ".partial"
 INDEX_SUFFIX = ".index.json"
 LOCK_NAME = ".backup.lock"
+BACKUP_TYPES = {"project": "project_full", "db": "database"}  # store kind -> metadata backup_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +256,12 @@ class BackupStore:
             out.append(BackupFile(entry.path, info["name"], info["kind"], info["timestamp"], info["seq"], info["compression"], st.st_size))
         out.sort(key=lambda b: b.sort_key, reverse=True)
         return out
+
+    def delete(self, archive: str) -> None:
+        """Remove a backup and the index beside it."""
+        os.unlink(archive)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(archive + INDEX_SUFFIX)
 
     def metadata(self, archive: str) -> dict:
         """The archive's metadata: from its index when fresh, else from the archive."""
