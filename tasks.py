@@ -56,9 +56,11 @@ def _root(c, project_root) -> str:
 
 
 def _dir(c, section: str, root: str, backup_dir) -> str:
+    from backup_lib.store import default_backup_dir
+
     value = _conf(c, section, "backup_dir", backup_dir)
-    sub = "project" if section == "backup" else "db"
-    return os.path.abspath(os.path.join(root, value) if value else os.path.join(root, "backups", sub))
+    kind = "project" if section == "backup" else "db"
+    return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
 
 
 def _list(c, section: str, key: str, flag_values) -> list[str]:

@@ -7,7 +7,6 @@ manifest and metadata every backup of this toolkit has.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
 import shutil
 import sqlite3
@@ -20,10 +19,10 @@ from . import sqlite as _sq
 from .dbpath import HOW_TO_SET, resolve_database, side_files
 from .errors import DatabaseError, IntegrityError, NotFoundError
 from .extract import scan_archive
-from .metadata import common_metadata
+from .metadata import common_metadata, now_utc, shown_path
 from .project import VerifyReport
 from .selection import Entry
-from .store import BackupStore, fsync_dir
+from .store import BackupStore, default_backup_dir, fsync_dir
 
 __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
 
@@ -43,20 +42,11 @@ class DbRestoreResult:
     tables: dict
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
 def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
     path, how = resolve_database(root, db_path, scan=True, skip_dirs=skip_dirs)
     if must_exist or os.path.exists(path):
         _sq.check_sqlite_file(path, f" (from {how}; {HOW_TO_SET})")
     return path, how
-
-
-def _shown(root: str, path: str) -> str:
-    rel = os.path.relpath(path, root)
-    return path if rel.startswith("..") else rel
 
 
 def db_backup(
@@ -77,7 +67,7 @@ def db_backup(
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
-    backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "db"))
+    backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
     path, how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs])
     name = name or os.path.basename(root) or "project"
     compression_name = _archive.COMPRESSIONS[compression][1]
@@ -85,7 +75,7 @@ def db_backup(
     store.ensure()
     with store.lock(lock_timeout):
         store.remove_leftovers()
-        now = _now()
+        now = now_utc()
         work = store.temp_dir(f"{name}_db")
         try:
             base = os.path.basename(path)
@@ -115,7 +105,7 @@ def db_backup(
                 meta = common_metadata(backup_type="database", root=root, compression=compression_name, environment=environment, now=now)
                 meta.update(
                     {
-                        "source_path": _shown(root, path),
+                        "source_path": shown_path(root, path),
                         "found_by": how,
                         "database_file": base,
                         "sql_dump": dump_name,
@@ -251,7 +241,7 @@ def db_restore(
     root = os.path.abspath(root)
     if not os.path.exists(archive):
         raise NotFoundError(f"backup {archive} does not exist")
-    backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "db"))
+    backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
     live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
     parent = os.path.dirname(live)
     os.makedirs(parent, exist_ok=True)

@@ -13,7 +13,17 @@ from . import __version__
 from . import git as _git
 from .archive import FORMAT_VERSION
 
-__all__ = ["common_metadata", "application_version", "environment_name", "database_info", "file_sha256"]
+__all__ = ["now_utc", "shown_path", "common_metadata", "application_version", "environment_name", "database_info", "file_sha256"]
+
+
+def now_utc() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def shown_path(root: str, path: str) -> str:
+    """A path as metadata shows it: relative when inside the root."""
+    rel = os.path.relpath(path, root)
+    return path if rel.startswith("..") else rel
 
 
 def application_version(root: str) -> str | None:
@@ -66,8 +76,7 @@ def file_sha256(path: str) -> str:
 def database_info(root: str, db_path: str | None) -> dict | None:
     if not db_path:
         return None
-    rel = os.path.relpath(db_path, root)
-    shown = db_path if rel.startswith("..") else rel
+    shown = shown_path(root, db_path)
     try:
         st = os.stat(db_path)
         digest = file_sha256(db_path)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from . import archive as _archive
 from .dbpath import resolve_database, side_files
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
-from .metadata import common_metadata, database_info
+from .metadata import common_metadata, database_info, now_utc
 from .retention import Decision, check_retention_args, plan_retention
 from .selection import select_files
-from .store import BACKUP_TYPES, BackupStore, read_metadata
+from .store import BACKUP_TYPES, BackupStore, default_backup_dir, read_metadata
 
 __all__ = [
     "CreateResult",
@@ -52,10 +52,6 @@ class CreateResult:
         return bool(self.metadata.get("skipped_files"))
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
 def create_backup(
     root: str,
     *,
@@ -75,14 +71,14 @@ def create_backup(
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
-    backup_dir = os.path.abspath(backup_dir or os.path.join(root, "backups", "project"))
+    backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "project"))
     if os.path.realpath(backup_dir) == os.path.realpath(root):
         raise UsageError(f"the backup dir must not be the project root itself ({root}): use a folder inside or outside it")
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")
     if other_backup_dirs is None:
-        other_backup_dirs = [os.path.join(root, "backups", "db")]
+        other_backup_dirs = [default_backup_dir(root, "db")]
     db, _how = resolve_database(root, db_path)
     excluded_paths = [*(side_files(db) if db else ()), *other_backup_dirs, backup_dir]
     selection = select_files(
@@ -123,7 +119,7 @@ def create_backup(
 
     with store.lock(lock_timeout):
         store.remove_leftovers()
-        now = _now()
+        now = now_utc()
         if progress is not None:
             progress.total_files = len(selection.files)
         final, metadata = store.write_archive(
@@ -259,7 +255,7 @@ def cleanup_backups(
                 not_ours.append(bf.path)
                 continue
             confirmed.append((bf.path, bf.timestamp))
-        decisions = plan_retention(confirmed, now=now or _now(), retention_days=days, max_backups=keep)
+        decisions = plan_retention(confirmed, now=now or now_utc(), retention_days=days, max_backups=keep)
         deleted = []
         for d in decisions:
             if d.delete and not dry_run:

@@ -41,6 +41,11 @@ LOCK_NAME = ".backup.lock"
 BACKUP_TYPES = {"project": "project_full", "db": "database"}  # store kind -> metadata backup_type
 
 
+def default_backup_dir(root: str, kind: str) -> str:
+    """<root>/backups/project or <root>/backups/db."""
+    return os.path.join(root, "backups", kind)
+
+
 @dataclass(frozen=True, slots=True)
 class BackupFile:
     path: str
