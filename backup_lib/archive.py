@@ -539,23 +539,47 @@ def project_hash_line(path: bytes, content_id: str) -> bytes:
     return path + b"\0" + content_id.encode() + b"\n"
 
 
+_BLANK = None
+
+
 def iter_manifest(data: bytes):
-    """The manifest's records one at a time (no list of them all)."""
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        line = data[start:end]
-        start = end + 1
-        if not line.strip():
+    """The manifest's records one at a time (no list of them all).  Each
+    line must be one JSON object, exactly as ``json.loads(line)`` reads it;
+    the text is scanned in place rather than cut into lines first."""
+    global _BLANK
+    import re
+    from json import scanner
+
+    if _BLANK is None:
+        _BLANK = re.compile(r"[ \t\r]*")
+    blank = _BLANK.match
+    scan = scanner.make_scanner(json.JSONDecoder())
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
+    find = text.find
+    pos, n = 0, len(text)
+    while pos < n:
+        nl = find("\n", pos)
+        if nl < 0:
+            nl = n
+        start = blank(text, pos).end()
+        if start == nl:
+            pos = nl + 1
             continue
         try:
-            rec = json.loads(line)
+            rec, end = scan(text, start)
+        except StopIteration:
+            raise IntegrityError(f"manifest is not valid JSON lines: no value at character {start}") from None
         except ValueError as exc:
             raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
+        if blank(text, end).end() != nl:
+            raise IntegrityError(f"manifest is not valid JSON lines: extra data at character {end}")
         if not isinstance(rec, dict):
             raise IntegrityError("manifest holds something other than JSON objects")
         yield rec
+        pos = nl + 1
 
 
 def parse_metadata(data: bytes, path: str) -> dict:
@@ -611,6 +635,11 @@ class Member:
 
 
 def _number(field: bytes) -> int:
+    if field[-1:] == _NUL:  # the common case: octal digits and a NUL
+        try:
+            return int(field[:-1], 8)
+        except ValueError:
+            pass
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256 (sizes over 8 GiB)
         n = int.from_bytes(field[1:], "big")
         return n - (1 << (8 * (len(field) - 1))) if field[:1] == b"\xff" else n
@@ -651,27 +680,59 @@ def parse_header(block: bytes) -> Member:
     return m
 
 
-class _Exact:
-    """Exact reads from a decompressed stream; a short read is truncation."""
+class _Source:
+    """The decompressed tar stream, read in large pieces and cut in place:
+    a member costs a few slices, not a chain of small reads.  A short read
+    is truncation; whatever the decompressor raises means a corrupt archive."""
 
     def __init__(self, stream, path: str):
         self._read = stream.read
         self.path = path
-        self.offset = 0
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # stream offset of _buf[0]
+
+    @property
+    def offset(self) -> int:
+        return self._base + self._pos
 
     def read(self, n: int) -> bytes:
-        data = self.raw_read(n)
-        if len(data) != n:
-            while len(data) < n:
-                more = self.raw_read(n - len(data))
-                if not more:
-                    raise IntegrityError(f"{self.path}: archive is truncated (at byte {self.offset + len(data)} of the tar stream)")
-                data += more
-        self.offset += n
-        return data
+        pos = self._pos
+        end = pos + n
+        if end <= len(self._buf):
+            self._pos = end
+            return self._buf[pos:end]
+        return self._refill(n)
+
+    def _refill(self, n: int) -> bytes:
+        rest = self._buf[self._pos :]
+        base = self._base + self._pos  # stream offset of rest[0]
+        parts = [rest]
+        got = len(rest)
+        while got < n:
+            more = self._pull(max(CHUNK, n - got))
+            if not more:
+                raise IntegrityError(f"{self.path}: archive is truncated (at byte {base + got} of the tar stream)")
+            parts.append(more)
+            got += len(more)
+        self._buf = rest if len(parts) == 1 else b"".join(parts)
+        self._base = base
+        self._pos = n
+        return self._buf[:n]
 
     def raw_read(self, n: int) -> bytes:
-        """Whatever the decompressor raises means a corrupt archive."""
+        """Up to ``n`` bytes, whatever is there (the end-of-archive check)."""
+        if self._pos < len(self._buf):
+            data = self._buf[self._pos : self._pos + n]
+            self._pos += len(data)
+            return data
+        data = self._pull(n)
+        self._base += len(self._buf) + len(data)
+        self._buf = b""
+        self._pos = 0
+        return data
+
+    def _pull(self, n: int) -> bytes:
         try:
             return self._read(n)
         except (IntegrityError, PermissionError):
@@ -683,7 +744,7 @@ class _Exact:
 class _MemberData(io.RawIOBase):
     """The data of one member: exactly ``size`` bytes of the stream."""
 
-    def __init__(self, src: _Exact, size: int):
+    def __init__(self, src: _Source, size: int):
         self._src = src
         self._left = size
 
@@ -701,6 +762,24 @@ class _MemberData(io.RawIOBase):
     def drain(self) -> None:
         while self._left > 0:
             self.read(min(CHUNK, self._left))
+
+
+class _SmallData:
+    """The data of a member already in memory."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data, pos = self._data, self._pos
+        if n is None or n < 0 or pos + n >= len(data):
+            self._pos = len(data)
+            return data if pos == 0 else data[pos:]
+        self._pos = pos + n
+        return data[pos : pos + n]
 
 
 class ArchiveReader:
@@ -735,7 +814,7 @@ class ArchiveReader:
         stream = self._open()
         try:
             with stream:
-                yield from self._members(_Exact(stream, self.path))
+                yield from self._members(_Source(stream, self.path))
         except (IntegrityError, NotFoundError):  # NotABackupError included
             raise
         except tarfile.TarError as exc:
@@ -750,14 +829,13 @@ class ArchiveReader:
             if self._sealed is not None:
                 self._sealed.close()
 
-    def _members(self, src: _Exact):
+    def _members(self, src: _Source):
         structure = hashlib.sha256()
         queue: list[tuple[Member, bytes, object, bytes]] = []  # member, data, structure before, header
         while True:
             block = src.read(BLOCK)
             if block == _ZERO_BLOCK:
                 break
-            before = structure.copy()
             headers = [block]
             ti = parse_header(block)
             longname = longlink = None
@@ -780,22 +858,35 @@ class ArchiveReader:
                 ti.linkname = longlink
             if ti.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_SPARSE):
                 raise NotABackupError(f"{self.path}: not a backup made by this toolkit (member {ti.name!r} uses a tar extension it never writes)")
-            header = b"".join(headers)
-            structure.update(header)
+            header = headers[0] if len(headers) == 1 else b"".join(headers)
             has_data = ti.type in _DATA_TYPES
-            if ti.name.rstrip("/") != ti.name and ti.type != tarfile.DIRTYPE:
-                raise IntegrityError(f"{self.path}: member {ti.name!r} has a trailing slash")
-            ti.name = ti.name.rstrip("/") if ti.type == tarfile.DIRTYPE else ti.name
+            name = ti.name
+            if name[-1:] == "/":
+                if ti.type != tarfile.DIRTYPE:
+                    raise IntegrityError(f"{self.path}: member {name!r} has a trailing slash")
+                ti.name = name = name.rstrip("/")
             size = ti.size if has_data else 0
-            if has_data and ti.name in TOOL_MEMBERS and size <= _TOOL_BUFFER_LIMIT:
+            if has_data and name in TOOL_MEMBERS and size <= _TOOL_BUFFER_LIMIT:
+                before = structure.copy()
+                structure.update(header)
                 data = src.read(size)
                 self._padding(src, size, structure)
                 queue.append((ti, data, before, header))
                 continue
+            structure.update(header)
             for qti, qdata, _b, _h in queue:
-                yield qti, io.BytesIO(qdata)
+                yield qti, _SmallData(qdata)
             queue.clear()
-            if has_data:
+            if has_data and size <= CHUNK:
+                padded = src.read(size + (-size % BLOCK))
+                if len(padded) > size:
+                    pad = padded[size:]
+                    if pad.count(0) != len(pad):
+                        raise IntegrityError(f"{self.path}: damaged padding after a member (byte {src.offset - len(pad)})")
+                    structure.update(pad)
+                    padded = padded[:size]
+                yield ti, _SmallData(padded)
+            elif has_data:
                 member = _MemberData(src, size)
                 yield ti, member
                 member.drain()
@@ -820,15 +911,15 @@ class ArchiveReader:
         names = [ti.name for ti, *_ in queue]
         if len(queue) >= 2 and names[-2:] == list(TOOL_MEMBERS):
             for qti, qdata, _b, _h in queue[:-2]:
-                yield qti, io.BytesIO(qdata)
+                yield qti, _SmallData(qdata)
             self.manifest_bytes = queue[-2][1]
             meta_ti, self.metadata_bytes, meta_before, meta_header = queue[-1]
             self._check_seals(meta_ti, meta_before, meta_header)
         else:
             for qti, qdata, _b, _h in queue:
-                yield qti, io.BytesIO(qdata)
+                yield qti, _SmallData(qdata)
 
-    def _padding(self, src: _Exact, size: int, structure) -> None:
+    def _padding(self, src: _Source, size: int, structure) -> None:
         pad = -size % BLOCK
         if pad:
             data = src.read(pad)

@@ -192,3 +192,87 @@ def test_fast_headers_are_byte_identical_to_tarfile():
         expected = ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
         got = _header(ti.name, kind, mode=ti.mode, size=ti.size, mtime=ti.mtime, uid=ti.uid, gid=ti.gid, linkname=ti.linkname)
         assert got == expected, (ti.name, kind)
+
+
+@pytest.mark.parametrize("compression", ["gz", "none"])
+def test_members_around_the_read_size_round_trip(tmp_path, compression):
+    """Members are cut out of large reads: sizes at and around the read size
+    and the block size, in any order, come back byte for byte."""
+    from backup_lib.archive import CHUNK
+    from backup_lib.extract import scan_archive
+
+    root = tmp_path / "p"
+    root.mkdir()
+    sizes = [0, 1, 511, 512, 513, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 5]
+    rng = __import__("random").Random(7)
+    for i, size in enumerate(sizes):
+        (root / f"f{i:02d}").write_bytes(rng.randbytes(size))
+    res = create_backup(str(root), compression=compression, backup_dir=str(tmp_path / "bk"))
+    out = tmp_path / "out"
+    out.mkdir()
+    scan = scan_archive(res.backup_path, dest=str(out))
+    assert scan.errors == []
+    for i, size in enumerate(sizes):
+        assert (out / f"f{i:02d}").read_bytes() == (root / f"f{i:02d}").read_bytes()
+
+
+def test_small_member_reads_in_pieces():
+    from backup_lib.archive import _SmallData
+
+    data = bytes(range(256)) * 40
+    got = _SmallData(data)
+    pieces = []
+    while piece := got.read(1000):
+        pieces.append(piece)
+    assert b"".join(pieces) == data and [len(p) for p in pieces[:2]] == [1000, 1000]
+    whole = _SmallData(data)
+    assert whole.read() == data and whole.read() == b""
+
+
+def test_tar_stream_cut_short_is_truncation(tmp_path):
+    import io
+
+    from backup_lib.archive import _Source
+    from backup_lib.errors import IntegrityError
+
+    src = _Source(io.BytesIO(b"x" * 1500), "a.tar")
+    assert src.read(512) == b"x" * 512 and src.offset == 512
+    with pytest.raises(IntegrityError, match="truncated .at byte 1500"):
+        src.read(1024)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"path": "a"}\n{"path":\n"b"}\n',  # one object over two lines
+        b'{"path": "a"} {"path": "b"}\n',  # two on one line
+        b'{"path": "a"},{"path": "b"}\n',
+        b'[1, 2]\n',
+        b'{"path": "a"\n',
+        b"\xef\xbb\xbf" + b'{"path": "a"}\n',
+    ],
+)
+def test_manifest_lines_are_each_one_object(text):
+    from backup_lib.archive import iter_manifest
+    from backup_lib.errors import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        list(iter_manifest(text))
+
+
+def test_manifest_reads_as_json_lines():
+    from backup_lib.archive import iter_manifest
+
+    recs = [{"path": "a", "size": 1}, {"path": "é\\n", "x": [1, {"y": None}]}, {}]
+    text = b"\n \t\r\n".join(json.dumps(r).encode() for r in recs) + b"\r\n\n"
+    assert list(iter_manifest(text)) == recs
+    assert list(iter_manifest(b"")) == []
+
+
+def test_header_numbers_read_like_tarfile():
+    from backup_lib.archive import _number
+
+    for field in [b"0000644\0", b"00000000000\0", b"  644 \0\0", b"\0" * 8, b"0000644 ", b"644\0junk", b"\x80" + (2**40).to_bytes(11, "big")]:
+        assert _number(field) == tarfile.nti(field), field
+    with pytest.raises(ValueError):
+        _number(b"0009\0\0\0\0")
