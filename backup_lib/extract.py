@@ -117,62 +117,79 @@ _SMALL = 4 << 20  # files up to this size are written by the pool
 
 
 class _Writers:
-    """File creation is mostly kernel time that releases the GIL: a small
-    pool writes small files while the main thread decompresses, parses and
-    hashes the next ones.  In-flight data is bounded."""
+    """File creation is mostly kernel time that releases the GIL: writer
+    threads create small files while the main thread decompresses, parses
+    and hashes the next ones.  A queue, not a Future per file (100,000 of
+    those cost more than the data); the bytes in flight are bounded."""
 
-    UNIT = 16 << 10
-
-    def __init__(self, workers: int = 2, max_bytes: int = 32 << 20):
+    def __init__(self, workers: int = 1, max_bytes: int = 32 << 20):
+        import queue
         import threading
-        from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
-        self._budget = threading.BoundedSemaphore(max_bytes // self.UNIT)
-        self._futures: dict[str, object] = {}
-        self._submitted = 0
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._inflight = 0  # bytes handed over and not yet written
+        self._pending = 0  # files handed over and not yet written
+        self._max = max_bytes
+        self._error: BaseException | None = None
+        self._threads = [threading.Thread(target=self._run, name=f"restore-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
 
-    def _write(self, full: str, chunks: list[bytes], mode: int, units: int) -> None:
-        try:
-            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    def _run(self) -> None:
+        get = self._queue.get
+        while (item := get()) is not None:
+            full, chunks, mode, cost = item
             try:
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
-        finally:
-            for _ in range(units):
-                self._budget.release()
+                if self._error is None:
+                    self._write(full, chunks, mode)
+            except BaseException as exc:  # handed to the main thread
+                self._error = self._error or exc
+            with self._lock:
+                self._inflight -= cost
+                self._pending -= 1
+                self._room.notify()
 
-    def submit(self, path: str, full: str, chunks: list[bytes], size: int, mode: int) -> None:
-        units = max(1, -(-size // self.UNIT))  # rounded up: the budget is a real bound
-        for _ in range(units):
-            self._budget.acquire()
-        self._submitted += 1
-        if self._submitted % 256 == 0:
-            self._prune()
-        self._futures[path] = self._pool.submit(self._write, full, chunks, mode, units)
-
-    def _prune(self) -> None:
-        """Forget finished writes (raising the first failure): a Future per
-        file of a 100,000-file restore would cost more than the data."""
-        for key in [k for k, f in self._futures.items() if f.done()]:
-            self._futures.pop(key).result()
-
-    def wait_for(self, path: str) -> None:
-        fut = self._futures.get(path)
-        if fut is not None:
-            fut.result()
-
-    def finish(self) -> None:
+    @staticmethod
+    def _write(full: str, chunks: list[bytes], mode: int) -> None:
+        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            for fut in self._futures.values():
-                fut.result()
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
         finally:
-            self._pool.shutdown(wait=True)
+            os.close(fd)
+
+    def submit(self, full: str, chunks: list[bytes], size: int, mode: int) -> None:
+        if self._error is not None:
+            raise self._error
+        cost = size + 512  # an empty file costs something too
+        with self._lock:
+            while self._inflight and self._inflight + cost > self._max:
+                self._room.wait()
+            self._inflight += cost
+            self._pending += 1
+        self._queue.put((full, chunks, mode, cost))
+
+    def drain(self) -> None:
+        """Wait until every file handed over is written (a hard link's
+        target, say)."""
+        with self._lock:
+            while self._pending:
+                self._room.wait()
+        if self._error is not None:
+            raise self._error
+
+    def finish(self, *, raise_error: bool = True) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        if raise_error and self._error is not None:
+            raise self._error
 
 
 def scan_archive(
@@ -193,20 +210,24 @@ def scan_archive(
     try:
         for ti, fobj in reader:
             scan.member(ti, fobj)
-    finally:
+    except BaseException:
         if scan.writers is not None:
-            scan.writers.finish()
+            scan.writers.finish(raise_error=False)
+        raise
+    if scan.writers is not None:
+        scan.writers.finish()
     res = scan.res
     if reader.metadata_bytes is None or reader.manifest_bytes is None:
         raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
     res.errors.extend(reader.problems)
+    times: list | None = [] if dest is not None else None
     try:
-        _compare(res, reader.manifest_bytes)
+        _compare(res, reader.manifest_bytes, times)
     except IntegrityError as exc:
         res.errors.append(str(exc))
     if dest is not None:
-        _finish(res, dest, reader.manifest_bytes, scan.symlinks, scan.dir_modes, allow_outside_links)
+        _finish(res, dest, times, scan.symlinks, scan.dir_modes, allow_outside_links)
     return res
 
 
@@ -226,6 +247,8 @@ class _Scan:
         self.writers = _Writers() if dest is not None else None
 
     def _ensure_parents(self, parts: list[str], member: str) -> None:
+        if len(parts) == 1 or self.kinds.get(member.rpartition("/")[0]) == "dir":
+            return  # a known directory's own parents were checked when it came
         for depth in range(1, len(parts)):
             sub = "/".join(parts[:depth])
             kind = self.kinds.get(sub)
@@ -292,7 +315,7 @@ class _Scan:
         self.kinds[path] = "hardlink"
         self.res.actual[path] = ("hardlink", 0, link)
         if self.dest is not None and wanted:
-            self.writers.wait_for(link)
+            self.writers.drain()
             if os.path.exists(os.path.join(self.dest, link)):
                 os.link(os.path.join(self.dest, link), full, follow_symlinks=False)
                 self.res.written.append(path)
@@ -332,15 +355,16 @@ class _Scan:
             if fd is not None:
                 os.close(fd)
         if pooled:
-            self.writers.submit(path, full, chunks, size, mode)
+            self.writers.submit(full, chunks, size, mode)
         self.res.bytes_read += size
         self.res.actual[path] = ("file", size, h.digest())
         if write:
             self.res.written.append(path)
 
 
-def _compare(res: ScanResult, manifest: bytes) -> None:
-    """The manifest against what was read, one record at a time."""
+def _compare(res: ScanResult, manifest: bytes, times: list | None = None) -> None:
+    """The manifest against what was read, one record at a time; ``times``
+    collects each record's (path, mtime_ns) for the extraction's last step."""
     errors = res.errors
     actual = res.actual
     seen: set[str] = set()
@@ -353,6 +377,8 @@ def _compare(res: ScanResult, manifest: bytes) -> None:
             errors.append("manifest has an entry without a path")
             continue
         seen.add(path)
+        if times is not None and type(rec.get("mtime_ns")) is int:
+            times.append((path, rec["mtime_ns"]))
         kind = rec.get("type")
         got = actual.get(path)
         if got is None:
@@ -398,7 +424,7 @@ def _compare(res: ScanResult, manifest: bytes) -> None:
             errors.append(f"the metadata counts {meta['total_files']} files, the archive {n}")
 
 
-def _finish(res, dest, manifest: bytes, symlinks, dir_modes, allow_outside_links) -> None:
+def _finish(res, dest, times: list, symlinks, dir_modes, allow_outside_links) -> None:
     """After every file is written: symlinks, then times, then directory modes."""
     if res.errors:
         return
@@ -413,10 +439,9 @@ def _finish(res, dest, manifest: bytes, symlinks, dir_modes, allow_outside_links
     # member; the tar headers only have whole seconds.
     todo = set(res.written)
     todo.update(dir_modes)
-    for rec in iter_manifest(manifest):
-        path = rec.get("path")
-        if path in todo and isinstance(rec.get("mtime_ns"), int):
-            _set_time(dest, path, rec["mtime_ns"])
+    for path, ns in times:
+        if path in todo:
+            _set_time(dest, path, ns)
     for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
         os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
 
