@@ -17,7 +17,10 @@ help: ## Show this help
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# compat: a plain path entry, not an import hook run at every start-up
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat -e '.[test]'
+	@# byte code now, so no run pays for compiling (PYTHONDONTWRITEBYTECODE=1 stops Python writing it)
+	@$(BIN)/python -m compileall -q backup_lib tasks.py
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the toolkit and its test tools (idempotent)
