@@ -23,6 +23,7 @@ import os
 import stat
 import tarfile
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _encode_ascii
 from typing import Callable, Iterator
 
 from .errors import IntegrityError, NotABackupError, NotFoundError
@@ -75,6 +76,35 @@ ZSTD_SEAL_MAGIC = bytes.fromhex("502a4d18") + (36).to_bytes(4, "little") + b"BKS
 ZSTD_SEAL_LEN = len(ZSTD_SEAL_MAGIC) + 32
 
 
+_WRITEBACK = 32 << 20
+
+
+class _Writeback:
+    """Starts the disk writes of each finished 32 MiB of the archive while
+    the rest is produced, so that the final fsync() waits for the tail only
+    (the kernel would otherwise hold it all dirty until then), and lets the
+    written pages go: an archive is not read back soon."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._written = 0
+        self._kicked = 0  # bytes whose writeback was started
+        self._dropped = 0
+
+    def wrote(self, n: int) -> None:
+        self._written += n
+        if self._written - self._kicked >= _WRITEBACK:
+            try:
+                # DONTNEED starts writeback of dirty pages and drops the
+                # clean ones: the window before the last is clean by now.
+                os.posix_fadvise(self._fd, self._dropped, self._kicked - self._dropped, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(self._fd, self._kicked, self._written - self._kicked, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # an advice, nothing more
+            self._dropped = self._kicked
+            self._kicked = self._written
+
+
 class _SealingSink(io.RawIOBase):
     """Where the compressor writes: hashes what follows the gzip header."""
 
@@ -83,6 +113,7 @@ class _SealingSink(io.RawIOBase):
         self._compression = compression
         self._hash = hashlib.sha256()
         self._first = compression == "gz"
+        self._writeback = _Writeback(fd)
 
     def writable(self) -> bool:
         return True
@@ -99,6 +130,7 @@ class _SealingSink(io.RawIOBase):
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
+        self._writeback.wrote(len(data))
         return n
 
     def close(self) -> None:  # the file descriptor belongs to the caller
@@ -140,12 +172,15 @@ class CompressedOutput:
 class _RawFd(io.RawIOBase):
     def __init__(self, fd: int):
         self._fd = fd
+        self._writeback = _Writeback(fd)
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
-        return os.write(self._fd, data)
+        n = os.write(self._fd, data)
+        self._writeback.wrote(n)
+        return n
 
     def close(self) -> None:
         pass
@@ -316,11 +351,20 @@ def _long(value: bytes, kind: bytes) -> bytes:
     return head + value + _pad(len(value))
 
 
+# The common header in one formatting step: a name and link of at most 100
+# bytes, numbers that fit their octal fields.
+_SIMPLE = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%s" + _GNU_MAGIC + bytes(247)
+_OCTAL7, _OCTAL11 = 8**7, 8**11
+
+
 def _header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0, uid: int = 0, gid: int = 0, linkname: str = "") -> bytes:
     if kind == tarfile.DIRTYPE and not name.endswith("/"):
         name += "/"
     bname = name.encode("utf-8", "surrogateescape")
-    blink = linkname.encode("utf-8", "surrogateescape")
+    blink = linkname.encode("utf-8", "surrogateescape") if linkname else b""
+    if len(bname) <= 100 and len(blink) <= 100 and 0 <= uid < _OCTAL7 and 0 <= gid < _OCTAL7 and 0 <= size < _OCTAL11 and 0 <= mtime < _OCTAL11:
+        buf = _SIMPLE % (bname.ljust(100, _NUL), mode & 0o7777, uid, gid, size, mtime, kind, blink.ljust(100, _NUL))
+        return buf[:148] + b"%06o\0" % sum(buf) + buf[155:]
     out = b""
     if len(blink) > 100:
         out += _long(blink, tarfile.GNUTYPE_LONGLINK)
@@ -340,7 +384,8 @@ class WriteReport:
 
 
 def _json_str(text: str) -> bytes:
-    return json.dumps(text, ensure_ascii=True).encode()
+    """json.dumps(text) for a str, without its dispatch."""
+    return _encode_ascii(text).encode()
 
 
 class ArchiveWriter:
@@ -385,7 +430,7 @@ class ArchiveWriter:
     # -- members -----------------------------------------------------------
     def add(self, root: str, entry: Entry) -> None:
         path = entry.path
-        full = os.path.join(root, path)
+        full = (root if root.endswith("/") else root + "/") + path
         rep = self.report
         if entry.kind == "dir":
             self._struct(_header(path, tarfile.DIRTYPE, mode=entry.mode, mtime=entry.mtime_ns // 10**9, uid=entry.uid, gid=entry.gid))
