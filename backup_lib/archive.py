@@ -590,7 +590,8 @@ _BLANK = None
 def iter_manifest(data: bytes):
     """The manifest's records one at a time (no list of them all).  Each
     line must be one JSON object, exactly as ``json.loads(line)`` reads it;
-    the text is scanned in place rather than cut into lines first."""
+    the text is decoded a megabyte at a time and scanned in place rather
+    than cut into lines first."""
     global _BLANK
     import re
     from json import scanner
@@ -599,32 +600,37 @@ def iter_manifest(data: bytes):
         _BLANK = re.compile(r"[ \t\r]*")
     blank = _BLANK.match
     scan = scanner.make_scanner(json.JSONDecoder())
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
-    find = text.find
-    pos, n = 0, len(text)
-    while pos < n:
-        nl = find("\n", pos)
-        if nl < 0:
-            nl = n
-        start = blank(text, pos).end()
-        if start == nl:
-            pos = nl + 1
-            continue
+    at = 0
+    while at < len(data):
+        cut = data.find(b"\n", at + CHUNK)
+        cut = len(data) if cut < 0 else cut + 1
         try:
-            rec, end = scan(text, start)
-        except StopIteration:
-            raise IntegrityError(f"manifest is not valid JSON lines: no value at character {start}") from None
-        except ValueError as exc:
+            text = data[at:cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
-        if blank(text, end).end() != nl:
-            raise IntegrityError(f"manifest is not valid JSON lines: extra data at character {end}")
-        if not isinstance(rec, dict):
-            raise IntegrityError("manifest holds something other than JSON objects")
-        yield rec
-        pos = nl + 1
+        base, at = at, cut
+        find = text.find
+        pos, n = 0, len(text)
+        while pos < n:
+            nl = find("\n", pos)
+            if nl < 0:
+                nl = n
+            start = blank(text, pos).end()
+            if start == nl:
+                pos = nl + 1
+                continue
+            try:
+                rec, end = scan(text, start)
+            except StopIteration:
+                raise IntegrityError(f"manifest is not valid JSON lines: no value at byte {base + start}") from None
+            except ValueError as exc:
+                raise IntegrityError(f"manifest is not valid JSON lines: {exc}") from None
+            if blank(text, end).end() != nl:  # a second value, or one over two lines
+                raise IntegrityError(f"manifest is not valid JSON lines: extra data at byte {base + end}")
+            if not isinstance(rec, dict):
+                raise IntegrityError("manifest holds something other than JSON objects")
+            yield rec
+            pos = nl + 1
 
 
 def parse_metadata(data: bytes, path: str) -> dict:

@@ -276,3 +276,16 @@ def test_header_numbers_read_like_tarfile():
         assert _number(field) == tarfile.nti(field), field
     with pytest.raises(ValueError):
         _number(b"0009\0\0\0\0")
+
+
+def test_manifest_over_several_decoded_blocks():
+    from backup_lib.archive import CHUNK, iter_manifest
+    from backup_lib.errors import IntegrityError
+
+    lines = [json.dumps({"path": f"dir/file_{i}", "n": i, "pad": "x" * (i % 300)}).encode() for i in range(3 * CHUNK // 150)]
+    data = b"\n".join(lines) + b"\n"
+    assert len(data) > 2 * CHUNK
+    assert list(iter_manifest(data)) == [json.loads(line) for line in lines]
+    broken = data[: 2 * CHUNK] + b"\n{\n" + data[2 * CHUNK :]
+    with pytest.raises(IntegrityError):
+        list(iter_manifest(broken))

@@ -150,11 +150,15 @@ def test_dry_run_lists_and_writes_nothing(tmp_path):
 def test_partial_restore_with_include(tmp_path):
     root = tmp_path / "p"
     write_tree(root, {"app/a.py": "a", "app/b.txt": "b", "docs/x.md": "x", "top.py": "t"})
+    for i, name in enumerate(["app/a.py", "app/b.txt", "top.py", "app"]):
+        os.utime(root / name, ns=(1_500_000_000_000_000_007 + i, 1_500_000_000_000_000_007 + i))
     path = create_backup(str(root), backup_dir=str(tmp_path / "bk")).backup_path
     out = tmp_path / "out"
     res = restore_backup(path, str(out), include=["*.py"])
     assert set(res.restored) == {"app/a.py", "top.py"}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["app/a.py", "top.py"]
+    for name in ["app/a.py", "top.py", "app"]:  # exact times, also on a partial restore
+        assert (out / name).stat().st_mtime_ns == (root / name).stat().st_mtime_ns, name
     out2 = tmp_path / "out2"
     restore_backup(path, str(out2), include=["docs/"])
     assert [p.relative_to(out2).as_posix() for p in out2.rglob("*") if p.is_file()] == ["docs/x.md"]
