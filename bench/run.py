@@ -85,6 +85,9 @@ class Bench:
             for name, cmd in cases.items():
                 if prepare:
                     prepare(name)
+                # Every run starts with nothing dirty in the page cache: the
+                # previous run's writes are not flushed on this one's time.
+                os.sync()
                 t, m = cmd() if callable(cmd) else run(cmd, shell=isinstance(cmd, str))
                 times[name].append(t)
                 rss[name] = max(rss[name], m)
