@@ -157,7 +157,7 @@ class CompressedOutput:
             import zstandard
 
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
-            self._stream = cctx.stream_writer(self._sink, closefd=False)
+            self._stream = io.BufferedWriter(cctx.stream_writer(self._sink, closefd=False), CHUNK)
         elif compression == "none":
             self._stream = io.BufferedWriter(_RawFd(fd), CHUNK)
         else:
