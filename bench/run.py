@@ -375,6 +375,8 @@ def write_results(b: Bench, notes: list[str], args, stamp: str | None = None, wh
         f"Run {stamp} on {where}, with `make bench ARGS=\"--scales {args.scales} --repeat {args.repeat}\"`.",
         "Whole processes (start-up included), alternated with their baselines; medians of "
         f"{args.repeat} runs; `x ours` is the case's median divided by ours (above 1: ours is faster).",
+        "Every run starts after `sync`; each restore writes into a fresh directory, all deleted after the "
+        "comparison (see `project_scale` for why); the toolkit is byte-compiled first, as an install leaves it.",
         "",
         "| scale | task | case | median s | x ours | peak RSS MB | output MB | target |",
         "|---|---|---|---:|---:|---:|---:|---|",
