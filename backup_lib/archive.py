@@ -16,6 +16,7 @@ Every file is read exactly once: hashed as it is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -178,6 +179,13 @@ class CompressedOutput:
     def close(self) -> None:
         self._stream.close()
         self._sink.seal()
+
+    def abort(self) -> None:
+        """On failure, before the caller closes the file: isal's gzip writer
+        writes from threads of its own, which must not outlive the
+        descriptor (its number may be reused at once)."""
+        with contextlib.suppress(Exception):
+            self._stream.close()  # joins those threads, even after an error
 
 
 class _RawFd(io.RawIOBase):
@@ -558,6 +566,10 @@ class ArchiveWriter:
     def close(self) -> None:
         self._write(_ZERO_BLOCK * 2)
         self._out.close()
+
+    def abort(self) -> None:
+        self._out.abort()
+        self._spool.close()
 
 
 def metadata_header(size: int, mtime: int) -> bytes:

@@ -196,13 +196,17 @@ class BackupStore:
         try:
             with self.temp_file(f"{name}_{self.kind}{suffix}") as (fd, tmp):
                 writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress, keep_records=keep_records)
-                for entry in entries:
-                    writer.add(root, entry)
-                metadata = metadata_for(writer.report, writer)
-                mtime = int(now.timestamp())
-                manifest_sha = writer.add_manifest(mtime=mtime)
-                metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
-                writer.close()
+                try:
+                    for entry in entries:
+                        writer.add(root, entry)
+                    metadata = metadata_for(writer.report, writer)
+                    mtime = int(now.timestamp())
+                    manifest_sha = writer.add_manifest(mtime=mtime)
+                    metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
+                    writer.close()
+                except BaseException:
+                    writer.abort()  # its threads stop before the file is closed
+                    raise
                 os.fsync(fd)
                 os.close(fd)
                 final = self.place(tmp, name, now, suffix)
