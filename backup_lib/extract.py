@@ -226,22 +226,20 @@ def scan_archive(
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
     res.errors.extend(reader.problems)
     later: list[tuple[str, str, int]] = []  # directories and symlinks: their times go last
-    stamp = None
-    if dest is not None:
-        # Exact (ns) times from the manifest (tar headers only have whole
-        # seconds): a file's at once, while the manifest is read anyway.
-        # Should the comparison fail, the whole tree is discarded.
-        written = set(res.written) if includes is not None else None
+    # Exact (ns) times from the manifest (tar headers only have whole
+    # seconds): a file's at once, while the manifest is read anyway.
+    # Should the comparison fail, the whole tree is discarded.
+    written = set(res.written) if dest is not None and includes is not None else None
 
-        def stamp(path: str, kind: str, ns: int) -> None:
-            if kind in ("file", "hardlink"):
-                if written is None or path in written:
-                    _set_time(dest, path, ns)
-            else:
-                later.append((path, kind, ns))
+    def stamp(path: str, kind: str, ns: int) -> None:
+        if kind in ("file", "hardlink"):
+            if written is None or path in written:
+                _set_time(dest, path, ns)
+        else:
+            later.append((path, kind, ns))
 
     try:
-        _compare(res, reader.manifest_bytes, stamp)
+        _compare(res, reader.manifest_bytes, stamp if dest is not None else None)
     except IntegrityError as exc:
         res.errors.append(str(exc))
     if dest is not None:
