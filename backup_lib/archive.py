@@ -21,9 +21,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from dataclasses import dataclass, field
+from json import scanner as _json_scanner
 from json.encoder import encode_basestring_ascii as _encode_ascii
 from typing import Callable, Iterator
 
@@ -607,7 +609,7 @@ def project_hash_line(path: bytes, content_id: str) -> bytes:
     return path + b"\0" + content_id.encode() + b"\n"
 
 
-_BLANK = None
+_BLANK = re.compile(r"[ \t\r]*")  # what json.loads allows around a value on one line
 
 
 def iter_manifest(data: bytes):
@@ -615,14 +617,8 @@ def iter_manifest(data: bytes):
     line must be one JSON object, exactly as ``json.loads(line)`` reads it;
     the text is decoded a megabyte at a time and scanned in place rather
     than cut into lines first."""
-    global _BLANK
-    import re
-    from json import scanner
-
-    if _BLANK is None:
-        _BLANK = re.compile(r"[ \t\r]*")
     blank = _BLANK.match
-    scan = scanner.make_scanner(json.JSONDecoder())
+    scan = _json_scanner.make_scanner(json.JSONDecoder())
     at = 0
     while at < len(data):
         cut = data.find(b"\n", at + CHUNK)
