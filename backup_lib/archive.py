@@ -948,12 +948,9 @@ class ArchiveReader:
                 yield qti, _SmallData(qdata)
             queue.clear()
             if has_data and size <= CHUNK:
-                padded = src.read(size + (-size % BLOCK))
+                padded = src.read(_padded(size))  # data and padding in one piece
                 if len(padded) > size:
-                    pad = padded[size:]
-                    if pad.count(0) != len(pad):
-                        raise IntegrityError(f"{self.path}: damaged padding after a member (byte {src.offset - len(pad)})")
-                    structure.update(pad)
+                    self._check_padding(padded[size:], src, structure)
                     padded = padded[:size]
                 yield ti, _SmallData(padded)
             elif has_data:
@@ -990,12 +987,14 @@ class ArchiveReader:
                 yield qti, _SmallData(qdata)
 
     def _padding(self, src: _Source, size: int, structure) -> None:
-        pad = -size % BLOCK
-        if pad:
-            data = src.read(pad)
-            if data.count(0) != pad:
-                raise IntegrityError(f"{self.path}: damaged padding after a member (byte {src.offset - pad})")
-            structure.update(data)
+        if size % BLOCK:
+            self._check_padding(src.read(-size % BLOCK), src, structure)
+
+    def _check_padding(self, pad: bytes, src: _Source, structure) -> None:
+        """The padding ``src`` has just passed: zeros, part of the structure."""
+        if pad.count(0) != len(pad):
+            raise IntegrityError(f"{self.path}: damaged padding after a member (byte {src.offset - len(pad)})")
+        structure.update(pad)
 
     def _check_seals(self, meta_ti, structure_before, header: bytes) -> None:
         try:
