@@ -133,8 +133,7 @@ class _Writers:
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
-        self._inflight = 0  # bytes handed over and not yet written
-        self._pending = 0  # files handed over and not yet written
+        self._inflight = 0  # bytes handed over and not yet written (0: all written)
         self._max = max_bytes
         self._error: BaseException | None = None
         self._threads = [threading.Thread(target=self._run, name=f"restore-{i}", daemon=True) for i in range(workers)]
@@ -152,7 +151,6 @@ class _Writers:
                 self._error = self._error or exc
             with self._lock:
                 self._inflight -= cost
-                self._pending -= 1
                 self._room.notify()
 
     @staticmethod
@@ -175,14 +173,13 @@ class _Writers:
             while self._inflight and self._inflight + cost > self._max:
                 self._room.wait()
             self._inflight += cost
-            self._pending += 1
         self._queue.put((full, chunks, mode, cost))
 
     def drain(self) -> None:
         """Wait until every file handed over is written (a hard link's
         target, say)."""
         with self._lock:
-            while self._pending:
+            while self._inflight:  # every file costs more than 0
                 self._room.wait()
         if self._error is not None:
             raise self._error
