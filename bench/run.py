@@ -38,21 +38,44 @@ INVOKE = [PY, "-m", "invoke", "-r", REPO]
 TIME = shutil.which("time") or "/usr/bin/time"
 
 
-def run(cmd, *, cwd=None, shell=False) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of one process tree.
+def run(cmd, *, cwd=None, shell=False) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KB) and CPU seconds (user + system) of one
+    process tree.
 
     RSS comes from GNU time: a child forked from this Python process would
     report the parent's pages as its own high-water mark."""
     argv = ["sh", "-c", cmd] if shell else list(cmd)
     with tempfile.NamedTemporaryFile("r") as rss_file:
-        wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *argv] if os.path.exists(TIME) else argv
+        wrapped = [TIME, "-f", "%M %U %S", "-o", rss_file.name, *argv] if os.path.exists(TIME) else argv
         start = time.perf_counter()
         proc = subprocess.run(wrapped, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {proc.stderr.decode(errors='replace').strip()[:300]}")
         text = rss_file.read().strip().splitlines()
-    return elapsed, int(text[-1]) if text and text[-1].isdigit() else 0
+    fields = text[-1].split() if text else []
+    if len(fields) == 3 and fields[0].isdigit():
+        return elapsed, int(fields[0]), float(fields[1]) + float(fields[2])
+    return elapsed, 0, 0.0
+
+
+def timed(fn) -> tuple[float, int, float]:
+    """An in-process case: wall and CPU seconds (all threads); no RSS."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, 0, time.process_time() - c
+
+
+def hash_files(root: str, filelist: str) -> None:
+    """The SHA-256 every backup must compute: each selected file, read once."""
+    import hashlib
+
+    with open(filelist, "rb") as fh:
+        names = [n for n in fh.read().split(b"\0") if n]
+    base = os.fsencode(root) + b"/"
+    for name in names:
+        with open(base + name, "rb", buffering=0) as f:
+            hashlib.file_digest(f, "sha256")
 
 
 def have(tool: str) -> bool:
@@ -80,6 +103,7 @@ class Bench:
     def compare(self, scale: str, what: str, cases: dict, *, prepare=None, size_of=None, target: str = "") -> None:
         """Run every case ``repeat`` times, alternating; record medians."""
         times = {k: [] for k in cases}
+        cpu = {k: [] for k in cases}
         rss = {k: 0 for k in cases}
         for _ in range(self.repeat):
             for name, cmd in cases.items():
@@ -88,8 +112,9 @@ class Bench:
                 # Every run starts with nothing dirty in the page cache: the
                 # previous run's writes are not flushed on this one's time.
                 os.sync()
-                t, m = cmd() if callable(cmd) else run(cmd, shell=isinstance(cmd, str))
+                t, m, c = cmd() if callable(cmd) else run(cmd, shell=isinstance(cmd, str))
                 times[name].append(t)
+                cpu[name].append(c)
                 rss[name] = max(rss[name], m)
         ours = next(iter(cases))
         base = statistics.median(times[ours])
@@ -98,6 +123,7 @@ class Bench:
             row = {
                 "scale": scale, "task": what, "case": name, "median_s": round(med, 4),
                 "runs": [round(x, 4) for x in times[name]], "peak_rss_mb": round(rss[name] / 1024, 1),
+                "cpu_s": round(statistics.median(cpu[name]), 2),
                 "vs_ours": round(med / base, 2) if base else None,
             }
             if size_of:
@@ -107,7 +133,7 @@ class Bench:
             if name == ours and target:
                 row["target"] = target
             self.rows.append(row)
-            print(f"  {scale:3} {what:18} {name:34} {med:8.3f} s  {rss[name] / 1024:7.1f} MB"
+            print(f"  {scale:3} {what:18} {name:34} {med:8.3f} s  {row['cpu_s']:7.2f} s CPU  {rss[name] / 1024:7.1f} MB"
                   + (f"  {row['output_bytes'] / 1e6:9.2f} MB" if "output_bytes" in row else ""), flush=True)
 
 
@@ -170,6 +196,15 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
                "c": "zst within 1.3x of zstd -T0 -3; gz within 1.5x of it; < 150 MB RSS",
                "a": "< 0.5 s end to end"}
     b.compare(scale, "create", create_cases, size_of=size_of, target=targets.get(scale, ""))
+    if scale == "c":
+        # What no tar pipeline pays and every backup of ours must: a lower
+        # bound the verdicts use.
+        b.compare(scale, "floor", {"SHA-256 of the selected files (hashlib)": lambda: timed(lambda: hash_files(root, filelist))})
+    if scale == "a":
+        b.compare(scale, "start-up", {
+            "python -c 'import invoke'": [PY, "-c", "import invoke"],
+            "python -c pass": [PY, "-c", "pass"],
+        })
 
     # One archive of ours for restore / verify / list.
     clean_bdir(None)
@@ -213,9 +248,7 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
     sel_cases = {"ours selection (--dry-run)": [*INVOKE, "backup.create", "--project-root", root, "--dry-run", "--json"]}
 
     def in_process():
-        t = time.perf_counter()
-        select_files(root)
-        return time.perf_counter() - t, 0
+        return timed(lambda: select_files(root))
 
     sel_cases["ours selection (library call)"] = in_process
     if have("git"):
@@ -267,9 +300,7 @@ def db_scale(b: Bench, work: str, notes: list[str], big: bool) -> None:
             dst = os.path.join(out, "snap.db")
             if os.path.exists(dst):
                 os.unlink(dst)
-            t = time.perf_counter()
-            S.snapshot(bigdb, dst)
-            return time.perf_counter() - t, 0
+            return timed(lambda: S.snapshot(bigdb, dst))
 
         def clean(_):
             for f in ("snap.db", "shell.db"):
@@ -318,6 +349,14 @@ def verdicts(rows: list[dict]) -> list[str]:
     def ratio(a, b_):
         return a["median_s"] / b_["median_s"] if a and b_ and b_["median_s"] else None
 
+    imp = med("a", "start-up", "python -c 'import invoke'")
+
+    def startup(baseline) -> str:
+        """How much of the baseline's whole run Python and invoke take to start."""
+        if not imp or not baseline or not baseline["median_s"]:
+            return ""
+        return f" (python -c 'import invoke' alone: {imp['median_s']:.3f} s, {imp['median_s'] / baseline['median_s']:.1f}x the baseline's whole run)"
+
     ours_b, tar_b, pigz_b = med("b", "create", "ours create (gz)"), med("b", "create", "tar -czf"), med("b", "create", "tar -I pigz")
     if ours_b and tar_b:
         speed = tar_b["median_s"] / ours_b["median_s"]
@@ -327,23 +366,34 @@ def verdicts(rows: list[dict]) -> list[str]:
     if ours_b and pigz_b:
         judge("b: create faster than tar -I pigz", ours_b["median_s"] < pigz_b["median_s"], f"{ours_b['median_s']:.2f} s vs {pigz_b['median_s']:.2f} s")
     zstd_c = med("c", "create", "tar -I 'zstd -T0 -3'")
+    sha_c = med("c", "floor", "SHA-256 of the selected files (hashlib)")
     for case, limit in (("ours create (zst)", 1.3), ("ours create (gz)", 1.5)):
-        r = ratio(med("c", "create", case), zstd_c)
+        ours_c = med("c", "create", case)
+        r = ratio(ours_c, zstd_c)
         if r is not None:
-            judge(f"c: {case} within {limit}x of zstd -T0 -3", r <= limit, f"{r:.2f}x")
+            detail = f"{r:.2f}x"
+            if sha_c and ours_c.get("cpu_s") and zstd_c.get("cpu_s"):
+                # Even with every core busy all the time and no work but the
+                # tar pipeline's plus the content hash, the ratio is at least:
+                bound = (zstd_c["cpu_s"] + sha_c["cpu_s"]) / (os.cpu_count() or 1) / zstd_c["median_s"]
+                detail += (f"; CPU {ours_c['cpu_s']:.1f} s vs {zstd_c['cpu_s']:.1f} s; the SHA-256 of the files alone takes"
+                           f" {sha_c['cpu_s']:.1f} s, so on {os.cpu_count()} cores no design gets under {bound:.2f}x")
+            judge(f"c: {case} within {limit}x of zstd -T0 -3", r <= limit, detail)
     lib, git = med("b", "selection", "ours selection (library call)"), med("b", "selection", "git ls-files -co --exclude-standard")
     r = ratio(lib, git)
     if r is not None:
         judge("b: selection within 3x of git ls-files (library call)", r <= 3, f"{r:.1f}x")
         cli = ratio(med("b", "selection", "ours selection (--dry-run)"), git)
-        judge("b: selection within 3x of git ls-files (whole process)", cli <= 3, f"{cli:.0f}x (start-up: Python and invoke's import)")
+        judge("b: selection within 3x of git ls-files (whole process)", cli <= 3, f"{cli:.0f}x" + startup(git))
     for scale in ("a", "b", "c"):
-        r = ratio(med(scale, "restore", "ours restore"), med(scale, "restore", "tar -xzf"))
+        tar = med(scale, "restore", "tar -xzf")
+        r = ratio(med(scale, "restore", "ours restore"), tar)
         if r is not None:
-            judge(f"{scale}: restore no slower than tar -xzf", r <= 1.0, f"{r:.2f}x")
-        r = ratio(med(scale, "verify", "ours verify"), med(scale, "verify", "tar -tzf + sha256sum"))
+            judge(f"{scale}: restore no slower than tar -xzf", r <= 1.0, f"{r:.2f}x" + (startup(tar) if r > 1 else ""))
+        tar = med(scale, "verify", "tar -tzf + sha256sum")
+        r = ratio(med(scale, "verify", "ours verify"), tar)
         if r is not None:
-            judge(f"{scale}: verify no slower than tar -tzf + sha256sum", r <= 1.0, f"{r:.2f}x")
+            judge(f"{scale}: verify no slower than tar -tzf + sha256sum", r <= 1.0, f"{r:.2f}x" + (startup(tar) if r > 1 else ""))
         lst = med(scale, "list 50 backups", "ours list")
         if lst and scale == "c":
             judge("c: list of 50 backups under 1 s", lst["median_s"] < 1, f"{lst['median_s']:.2f} s")
@@ -377,13 +427,16 @@ def write_results(b: Bench, notes: list[str], args, stamp: str | None = None, wh
         f"{args.repeat} runs; `x ours` is the case's median divided by ours (above 1: ours is faster).",
         "Every run starts after `sync`; each restore writes into a fresh directory, all deleted after the "
         "comparison (see `project_scale` for why); the toolkit is byte-compiled first, as an install leaves it.",
+        "`CPU s` is user + system time of the whole process tree (GNU time), all threads of this process for "
+        "the in-process cases; the verdicts use it to say how far a target is from what the cores can do.",
         "",
-        "| scale | task | case | median s | x ours | peak RSS MB | output MB | target |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| scale | task | case | median s | x ours | CPU s | peak RSS MB | output MB | target |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in b.rows:
         size = f"{r['output_bytes'] / 1e6:.2f}" if "output_bytes" in r else ""
-        cells = [r["scale"], r["task"], r["case"], f"{r['median_s']:.3f}", str(r["vs_ours"]), str(r["peak_rss_mb"]), size, r.get("target", "")]
+        cpu = f"{r['cpu_s']:.2f}" if r.get("cpu_s") else ""
+        cells = [r["scale"], r["task"], r["case"], f"{r['median_s']:.3f}", str(r["vs_ours"]), cpu, str(r["peak_rss_mb"]), size, r.get("target", "")]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     judged = verdicts(b.rows)
     if judged:
