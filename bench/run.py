@@ -197,8 +197,8 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
                "a": "< 0.5 s end to end"}
     b.compare(scale, "create", create_cases, size_of=size_of, target=targets.get(scale, ""))
     if scale == "c":
-        # What no tar pipeline pays and every backup of ours must: a lower
-        # bound the verdicts use.
+        # What every backup of ours must do and no tar pipeline does: hash
+        # each file as it is read.
         b.compare(scale, "floor", {"SHA-256 of the selected files (hashlib)": lambda: timed(lambda: hash_files(root, filelist))})
     if scale == "a":
         b.compare(scale, "start-up", {
@@ -373,11 +373,8 @@ def verdicts(rows: list[dict]) -> list[str]:
         if r is not None:
             detail = f"{r:.2f}x"
             if sha_c and ours_c.get("cpu_s") and zstd_c.get("cpu_s"):
-                # Even with every core busy all the time and no work but the
-                # tar pipeline's plus the content hash, the ratio is at least:
-                bound = (zstd_c["cpu_s"] + sha_c["cpu_s"]) / (os.cpu_count() or 1) / zstd_c["median_s"]
-                detail += (f"; CPU {ours_c['cpu_s']:.1f} s vs {zstd_c['cpu_s']:.1f} s; the SHA-256 of the files alone takes"
-                           f" {sha_c['cpu_s']:.1f} s, so on {os.cpu_count()} cores no design gets under {bound:.2f}x")
+                detail += (f"; CPU {ours_c['cpu_s']:.1f} s vs {zstd_c['cpu_s']:.1f} s; reading and hashing"
+                           f" the files alone takes {sha_c['cpu_s']:.1f} s")
             judge(f"c: {case} within {limit}x of zstd -T0 -3", r <= limit, detail)
     lib, git = med("b", "selection", "ours selection (library call)"), med("b", "selection", "git ls-files -co --exclude-standard")
     r = ratio(lib, git)
