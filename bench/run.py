@@ -425,7 +425,7 @@ def write_results(b: Bench, notes: list[str], args, stamp: str | None = None, wh
         "Every run starts after `sync`; each restore writes into a fresh directory, all deleted after the "
         "comparison (see `project_scale` for why); the toolkit is byte-compiled first, as an install leaves it.",
         "`CPU s` is user + system time of the whole process tree (GNU time), all threads of this process for "
-        "the in-process cases; the verdicts use it to say how far a target is from what the cores can do.",
+        "the in-process cases; a missed create target quotes it beside the time reading and hashing the files takes.",
         "",
         "| scale | task | case | median s | x ours | CPU s | peak RSS MB | output MB | target |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
