@@ -21,7 +21,7 @@ from .errors import DatabaseError, IntegrityError, NotFoundError
 from .extract import scan_archive
 from .metadata import common_metadata, now_utc, shown_path
 from .project import VerifyReport
-from .selection import Entry
+from .selection import Entry, tree_key
 from .store import BackupStore, default_backup_dir, fsync_dir
 
 __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
@@ -98,7 +98,7 @@ def db_backup(
                 check = checking.result()
             if check != "ok":
                 raise DatabaseError(f"the snapshot of {path} fails integrity_check ({check}): no backup was kept")
-            entries = sorted((Entry.from_stat(n, "file", os.lstat(os.path.join(work, n))) for n in names), key=lambda e: os.fsencode(e.path))
+            entries = sorted((Entry.from_stat(n, "file", os.lstat(os.path.join(work, n))) for n in names), key=lambda e: tree_key(os.fsencode(e.path)))
 
             def metadata_for(rep, writer) -> dict:
                 by_path = rep.records

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .archive import CHUNK, ArchiveReader, iter_manifest, parse_metadata, project_hash_line
+from .selection import tree_key
 from .errors import BackupError, IntegrityError, NotABackupError, UnsafeArchiveError
 from .wildmatch import PatternList
 
@@ -384,6 +385,8 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
     project = hashlib.sha256()
     last = b""
     in_order = True
+    # Format 1 sorted members as plain byte strings (and checked files only).
+    legacy = (res.metadata or {}).get("format_version") == 1
     for rec in iter_manifest(manifest):
         path = rec.get("path")
         if not isinstance(path, str):
@@ -402,9 +405,14 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         if stamp is not None and type(rec.get("mtime_ns")) is int:
             stamp(path, kind, rec["mtime_ns"])
         bpath = os.fsencode(path)
-        if kind != "dir":
-            in_order = in_order and bpath > last
-            last = bpath
+        if legacy:
+            if kind != "dir":
+                in_order = in_order and bpath > last
+                last = bpath
+        else:
+            key = tree_key(bpath)
+            in_order = in_order and key > last
+            last = key
         if kind == "file":
             if gsize != rec.get("size"):
                 errors.append(f"member {path!r} has {gsize} bytes, the manifest says {rec.get('size')}")

@@ -29,7 +29,7 @@ from . import git as _git
 from .errors import NotFoundError
 from .wildmatch import PatternList, QuickReject, parse_lines, read_ignore_file
 
-__all__ = ["DEFAULT_EXCLUDES", "Entry", "Selection", "select_files"]
+__all__ = ["DEFAULT_EXCLUDES", "Entry", "Selection", "select_files", "tree_key"]
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".venv",
@@ -45,6 +45,15 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 )
 
 _NORMAL, _SEARCH = 0, 1
+
+
+def tree_key(path: bytes) -> bytes:
+    """The order of entries, and of the members of every archive: by path,
+    with "/" before every other byte, so that each folder's contents follow
+    it directly (``a``, ``a/x``, ``a.txt``).  GNU tar sets a folder's time
+    when the member order leaves the folder: in this order it leaves each
+    folder once, after its last member."""
+    return path.replace(b"/", b"\0")
 
 
 class Entry:
@@ -135,7 +144,7 @@ def select_files(
     use_git: bool = True,
     stat_files: bool = True,
 ) -> Selection:
-    """Walk ``root`` and return what a backup of it holds, sorted by path.
+    """Walk ``root`` and return what a backup of it holds, in tree order.
 
     ``exclude_paths`` (absolute: backup directories, the database and its
     side files) are default excludes; ``always_exclude_paths`` are left out
@@ -295,7 +304,7 @@ def select_files(
         _add_tracked_ignored(root, repo, nested_tops, [e for _, e in entries], extra, user_exclude, defaults, default_paths, always_paths, prefix)
         entries.extend((os.fsencode(e.path), e) for e in extra)
 
-    entries.sort(key=lambda pair: pair[0])
+    entries.sort(key=lambda pair: tree_key(pair[0]))
     excluded_patterns = (".git", *(DEFAULT_EXCLUDES if default_excludes else ()), *exclude)
     return Selection(
         root=root,

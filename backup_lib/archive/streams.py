@@ -1,0 +1,300 @@
+"""Compression streams: the compressed file written and read around the tar
+stream (plain, gzip through ISA-L, zstd), and the seal over the compressed
+bytes that each carries.
+
+The whole compressed file is sealed, so that a flipped bit the decompressor
+would ignore (gzip header fields, unused deflate bits) is still caught: gzip
+carries the SHA-256 of every byte after its header in a FEXTRA subfield "BK"
+(RFC 1952; gzip and GNU tar ignore it), zstd in a trailing skippable frame
+(the zstd tool skips it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+
+from ..errors import NotFoundError
+
+__all__ = [
+    "CHUNK",
+    "COMPRESSIONS",
+    "CompressedOutput",
+    "SealedFile",
+    "open_compressed_writer",
+    "open_decompressed",
+    "detect_compression",
+]
+
+CHUNK = 1 << 20
+
+# --compression value -> (file suffix, metadata "compression" value)
+COMPRESSIONS = {"gz": (".tar.gz", "gzip"), "zst": (".tar.zst", "zstd"), "none": (".tar", "none")}
+# ISA-L level 2: on real source code about 11% larger than gzip -6 (the
+# target is 15%), several times faster; level 3 gains 3 points for 50% more
+# time.  Two compression threads beside the one that reads and hashes.
+GZIP_LEVEL = 2
+GZIP_THREADS = 2
+ZSTD_LEVEL = 3
+ZSTD_JOB = 4 << 20
+
+GZIP_PREFIX = bytes.fromhex("1f8b 0804 0000 0000 00ff 2400") + b"BK" + bytes.fromhex("2000")
+GZIP_HEADER_LEN = len(GZIP_PREFIX) + 32
+ZSTD_SEAL_MAGIC = bytes.fromhex("502a4d18") + (36).to_bytes(4, "little") + b"BKSH"
+ZSTD_SEAL_LEN = len(ZSTD_SEAL_MAGIC) + 32
+
+_WRITEBACK = 32 << 20
+
+
+class _Writeback:
+    """Starts the disk writes of each finished 32 MiB of the archive while
+    the rest is produced, so that the final fsync() waits for the tail only
+    (the kernel would otherwise hold it all dirty until then), and lets the
+    written pages go: an archive is not read back soon."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._written = 0
+        self._kicked = 0  # bytes whose writeback was started
+        self._dropped = 0
+
+    def wrote(self, n: int) -> None:
+        self._written += n
+        if self._written - self._kicked >= _WRITEBACK:
+            try:
+                # DONTNEED starts writeback of dirty pages and drops the
+                # clean ones: the window before the last is clean by now.
+                os.posix_fadvise(self._fd, self._dropped, self._kicked - self._dropped, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(self._fd, self._kicked, self._written - self._kicked, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # an advice, nothing more
+            self._dropped = self._kicked
+            self._kicked = self._written
+
+
+class _SealingSink(io.RawIOBase):
+    """Where the compressor writes: hashes what follows the gzip header."""
+
+    def __init__(self, fd: int, compression: str):
+        self._fd = fd
+        self._compression = compression
+        self._hash = hashlib.sha256()
+        self._first = compression == "gz"
+        self._writeback = _Writeback(fd)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = len(data)
+        if self._first:
+            self._first = False
+            if n != 10:
+                raise ValueError("unexpected gzip header from the compressor")
+            data = GZIP_PREFIX + bytes(32)  # patched by seal()
+        else:
+            self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._writeback.wrote(len(data))
+        return n
+
+    def close(self) -> None:  # the file descriptor belongs to the caller
+        pass
+
+    def seal(self) -> None:
+        digest = self._hash.digest()
+        if self._compression == "gz":
+            os.pwrite(self._fd, digest, len(GZIP_PREFIX))
+        elif self._compression == "zst":
+            os.write(self._fd, ZSTD_SEAL_MAGIC + digest)
+
+
+class CompressedOutput:
+    """A binary stream that compresses into ``fd``; ``close()`` seals it."""
+
+    def __init__(self, fd: int, compression: str):
+        self._sink = _SealingSink(fd, compression)
+        if compression == "gz":
+            from isal import igzip_threaded
+
+            self._stream = igzip_threaded.open(self._sink, "wb", compresslevel=GZIP_LEVEL, threads=GZIP_THREADS)
+        elif compression == "zst":
+            import zstandard
+
+            # 4 MiB jobs with a whole-window overlap, not libzstd's 8 MiB
+            # default: with large writes the default queued enough jobs to
+            # take 40 MB more (163 MB peak on 100,000 files, against 120),
+            # and the overlap makes the output 2% smaller than the zstd
+            # tool's instead of 3.5% larger.  Decoding is unchanged.
+            params = zstandard.ZstdCompressionParameters.from_level(
+                ZSTD_LEVEL, threads=-1, write_checksum=True, job_size=ZSTD_JOB, overlap_log=9
+            )
+            cctx = zstandard.ZstdCompressor(compression_params=params)
+            # Whole pieces for the compressor: three calls per file, each
+            # through its multithreading bookkeeping, cost more than a copy.
+            self._stream = io.BufferedWriter(cctx.stream_writer(self._sink, closefd=False), CHUNK)
+        elif compression == "none":
+            self._stream = io.BufferedWriter(_RawFd(fd), CHUNK)
+        else:
+            raise ValueError(compression)
+        self.write = self._stream.write
+
+    def close(self) -> None:
+        self._stream.close()
+        self._sink.seal()
+
+    def abort(self) -> None:
+        """On failure, before the caller closes the file: isal's gzip writer
+        writes from threads of its own, which must not outlive the
+        descriptor (its number may be reused at once)."""
+        with contextlib.suppress(Exception):
+            self._stream.close()  # joins those threads, even after an error
+
+
+class _RawFd(io.RawIOBase):
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._writeback = _Writeback(fd)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        n = os.write(self._fd, data)
+        self._writeback.wrote(n)
+        return n
+
+    def close(self) -> None:
+        pass
+
+
+def open_compressed_writer(fd: int, compression: str) -> CompressedOutput:
+    return CompressedOutput(fd, compression)
+
+
+def detect_compression(path: str) -> str:
+    """gz, zst or none, from the file's first bytes."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise NotFoundError(f"{path}: {exc.strerror}") from None
+    if magic[:2] == b"\x1f\x8b":
+        return "gz"
+    if magic == b"\x28\xb5\x2f\xfd":
+        return "zst"
+    return "none"
+
+
+class SealedFile(io.RawIOBase):
+    """The compressed file as the decompressor reads it, hashed on the way;
+    ``ok`` tells whether it matched the seal written beside the data."""
+
+    def __init__(self, path: str, compression: str):
+        self._fh = open(path, "rb", buffering=0)
+        size = os.fstat(self._fh.fileno()).st_size
+        self._hash = hashlib.sha256()
+        self.expected: bytes | None = None
+        self._left = size
+        if compression == "gz":
+            head = self._fh.read(GZIP_HEADER_LEN)
+            if len(head) == GZIP_HEADER_LEN and head.startswith(GZIP_PREFIX):
+                self.expected = head[len(GZIP_PREFIX) :]
+            self._pending = head  # the decompressor still needs the header
+            self._left = size - len(head)
+        else:  # zst: the seal is a trailing skippable frame
+            self._pending = b""
+            if size >= ZSTD_SEAL_LEN:
+                self._fh.seek(size - ZSTD_SEAL_LEN)
+                tail = self._fh.read(ZSTD_SEAL_LEN)
+                self._fh.seek(0)
+                if tail.startswith(ZSTD_SEAL_MAGIC):
+                    self.expected = tail[len(ZSTD_SEAL_MAGIC) :]
+                    self._left = size - ZSTD_SEAL_LEN
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._pending:
+            n = min(len(b), len(self._pending))
+            b[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        if self._left <= 0:
+            return 0
+        data = self._fh.read(min(len(b), self._left))
+        self._left -= len(data)
+        self._hash.update(data)
+        b[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        while self._left > 0 and self.read(CHUNK):
+            pass
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is not None and self._hash.digest() == self.expected
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_decompressed(path: str, compression: str, sealed: "SealedFile | None"):
+    """The tar stream; ``sealed`` is the compressed file (None when plain)."""
+    if compression == "gz":
+        from isal import igzip_threaded
+
+        return igzip_threaded.open(sealed, "rb", threads=1)
+    if compression == "zst":
+        return io.BufferedReader(_ZstdReader(sealed), CHUNK)
+    return open(path, "rb", buffering=CHUNK)
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames, decoded; unlike zstandard's stream_reader, a frame cut
+    short is an error, not a quiet end of file."""
+
+    def __init__(self, fh):
+        import zstandard
+
+        self._fh = fh
+        self._dobj = zstandard.ZstdDecompressor().decompressobj()
+        self._buf = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf and not self._eof:
+            chunk = self._fh.read(CHUNK)
+            if not chunk:
+                if not self._dobj.eof:
+                    raise EOFError("zstd frame is truncated")
+                self._eof = True
+                break
+            if self._dobj.eof:
+                if chunk.strip(b"\0"):
+                    raise ValueError("data after the end of the zstd frame")
+                continue
+            self._buf = self._dobj.decompress(chunk)
+            if self._dobj.eof and self._dobj.unused_data.strip(b"\0"):
+                raise ValueError("data after the end of the zstd frame")
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
