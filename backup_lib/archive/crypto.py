@@ -17,7 +17,6 @@ written to disk on the way.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import os
 import subprocess
