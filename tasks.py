@@ -138,6 +138,8 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         progress=None if dry_run else _progress("backup"),
     )
     meta = result.metadata
+    for warning in result.warnings:
+        _warn(warning)
     if dry_run:
         if json_:
             _json(meta)

@@ -43,10 +43,18 @@ class DbRestoreResult:
 
 
 def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
-    path, how = resolve_database(root, db_path, scan=True, skip_dirs=skip_dirs)
-    if must_exist or os.path.exists(path):
-        _sq.check_sqlite_file(path, f" (from {how}; {HOW_TO_SET})")
-    return path, how
+    """(path, how it was found) of the SQLite file the database tasks work on.
+
+    The same resolution as a project backup's (:func:`resolve_database`);
+    what it cannot name (nothing found, several files, a URL of another
+    engine or an in-memory database) is a :class:`DatabaseError`, never a
+    reason to take some other file."""
+    db = resolve_database(root, db_path, skip_dirs=skip_dirs)
+    if db.problem:
+        raise DatabaseError(db.problem)
+    if must_exist or os.path.exists(db.path):
+        _sq.check_sqlite_file(db.path, f" (from {db.how}; {HOW_TO_SET})")
+    return db.path, db.how
 
 
 def db_backup(

@@ -232,7 +232,8 @@ def test_autodetection(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{root / 'one.db'}")
     assert locate_database(str(root))[0] == str(root / "one.db")
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
-    assert locate_database(str(root))[0] == str(root / "data" / "app.db")  # not sqlite: next source
+    with pytest.raises(DatabaseError, match="DATABASE_URL names a postgresql database"):
+        locate_database(str(root))  # never the next source in its place
     (root / "fake.db").write_text("not sqlite")
     with pytest.raises(DatabaseError, match="not an SQLite database"):
         locate_database(str(root), str(root / "fake.db"))
@@ -284,3 +285,145 @@ def test_db_tasks(proj):
     assert code == 1 and "does not exist" in err
     code, _, err = run_cli(["db.backup", "--project-root", str(proj / "instance"), "--db-path", "nope/x.db"])
     assert code == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------ one resolution (issue 11)
+
+
+def seed_app(root):
+    """A tree like the seed Flask app's (orgchart): the database found only as
+    the lone *.db under the root (no DATABASE_URL), orgchart.db not ignored."""
+    write_tree(root, {
+        "app/__init__.py": "from flask import Flask\n",
+        "app/models.py": "class Employee: pass\n",
+        "app/routes.py": "ROUTES = []\n",
+        "app/templates/index.html": "<html></html>\n",
+        "app/static/style.css": "body {}\n",
+        "scripts/backup_db.py": "print('backup')\n",
+        "scripts/backup_project.py": "print('backup')\n",
+        "instance/config.py": "SECRET_KEY = 'dev'\n",
+        "requirements.txt": "flask\n",
+        "run.py": "from app import app\n",
+        "README.md": "# orgchart\n",
+        ".gitignore": "__pycache__/\n*.pyc\n.env\ninstance/\napp.log\n",
+        ".env": "SECRET_KEY=dev\nFLASK_APP=run.py\n",
+        "database/": None,
+    })
+    db = root / "database" / "orgchart.db"
+    c = sqlite3.connect(db)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE employees (id INTEGER PRIMARY KEY, name TEXT NOT NULL, manager_id INTEGER)")
+    c.executemany("INSERT INTO employees VALUES (?, ?, ?)", [(i, f"employee {i}", i // 3 or None) for i in range(1, 40)])
+    c.commit()
+    c.close()
+    return db
+
+
+def dry_run_files(root, *args):
+    code, out, err = run_cli(["backup.create", "--project-root", str(root), "--dry-run", "--json", *args])
+    assert code == 0, err
+    return set(json.loads(out)["files"]), err
+
+
+def test_project_backup_leaves_out_the_lone_database_and_its_side_files(tmp_path):
+    root = tmp_path / "orgchart"
+    db = seed_app(root)
+    files, _ = dry_run_files(root)
+    assert "run.py" in files and "app/models.py" in files
+    assert "database/orgchart.db" not in files
+    # The application is running: its connection keeps -wal and -shm beside the file.
+    app = sqlite3.connect(db)
+    try:
+        app.execute("INSERT INTO employees (name) VALUES ('new hire')")
+        app.commit()
+        code, out, err = run_cli(["db.backup", "--project-root", str(root), "--json"])
+        assert code == 0, err
+        assert json.loads(out)["source_path"] == "database/orgchart.db"  # the same file, by the same rule
+        assert os.path.exists(f"{db}-wal") and os.path.exists(f"{db}-shm")
+        files, _ = dry_run_files(root)
+        assert not [f for f in files if f.startswith("database/")], files
+        code, out, err = run_cli(["backup.create", "--project-root", str(root), "--json"])
+        assert code == 0, err
+        meta = json.loads(out)
+        with tarfile.open(meta["backup_path"]) as tf:
+            names = tf.getnames()
+        assert "run.py" in names and not [n for n in names if n.startswith(("database/", "backups/"))], names
+        assert meta["database"]["path"] == "database/orgchart.db"
+    finally:
+        app.close()
+
+
+def test_several_candidate_databases_are_all_left_out_with_one_warning(tmp_path):
+    root = tmp_path / "orgchart"
+    seed_app(root)
+    bank(str(root / "legacy.sqlite"), wal=False)
+    (root / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not sqlite")  # not a SQLite file: not a candidate
+    code, _, err = run_cli(["db.backup", "--project-root", str(root)])
+    assert code == 1 and "several SQLite databases" in err and "database/orgchart.db" in err and "legacy.sqlite" in err
+    assert "Thumbs.db" not in err
+    files, err = dry_run_files(root)
+    assert "database/orgchart.db" not in files and "legacy.sqlite" not in files
+    assert "Thumbs.db" in files and "run.py" in files
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "database/orgchart.db" in warnings[0] and "legacy.sqlite" in warnings[0]
+    files, _ = dry_run_files(root, "--include", "legacy.sqlite")
+    assert "legacy.sqlite" in files and "database/orgchart.db" not in files
+    # Once the database is named, only it is left out, as the db tasks take it.
+    (root / ".env").write_text("DATABASE_URL=sqlite:///database/orgchart.db\n")
+    files, err = dry_run_files(root)
+    assert "legacy.sqlite" in files and "database/orgchart.db" not in files and "warning" not in err
+    code, out, err = run_cli(["db.backup", "--project-root", str(root), "--json"])
+    assert code == 0 and json.loads(out)["source_path"] == "database/orgchart.db", err
+
+
+UNSUPPORTED = [
+    ("postgresql://shop:s3cr3t@db.example.com:5432/shop", "postgresql"),
+    ("postgresql+psycopg2://shop:s3cr3t@db.example.com/shop", "postgresql+psycopg2"),
+    ("mysql://shop:s3cr3t@localhost/shop", "mysql"),
+    ("sqlite://", "in-memory"),
+    ("sqlite:///:memory:", "in-memory"),
+    ("oracle+cx://shop:s3cr3t@host/shop", "oracle"),
+    ("s3cr3t-not-a-url", "not a database URL"),
+]
+
+
+@pytest.mark.parametrize("url,needle", UNSUPPORTED)
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_url_naming_another_database_is_an_error_not_another_file(tmp_path, monkeypatch, url, needle, where):
+    root = tmp_path / "shop"
+    write_tree(root, {"app.py": ""})
+    bank(str(root / "stray.db"), wal=False)  # the lone *.db: never taken in the URL's place
+    if where == "environment":
+        monkeypatch.setenv("DATABASE_URL", url)
+        (root / ".env").write_text("SQLALCHEMY_DATABASE_URI=sqlite:///stray.db\n")  # DATABASE_URL comes first
+        variable = "$DATABASE_URL"
+    else:
+        (root / ".env").write_text(f"SQLALCHEMY_DATABASE_URI={url}\n")
+        variable = "SQLALCHEMY_DATABASE_URI in .env"
+    (tmp_path / "x.tar.gz").write_bytes(b"")  # the database is resolved before the archive is read
+    for args in (["db.backup"], ["db.restore", "--backup-path", str(tmp_path / "x.tar.gz")]):
+        code, out, err = run_cli([*args, "--project-root", str(root)])
+        assert code == 1, (args, err)
+        assert variable in err and needle in err and "SQLite" in err, err
+        assert "s3cr3t" not in err and "s3cr3t" not in out
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (root / "backups").exists()
+    # A project backup is not held up by it, and leaves nothing out for it.
+    files, err = dry_run_files(root)
+    assert "stray.db" in files and "warning" not in err
+
+
+def test_database_urls_are_parsed_without_credentials():
+    from backup_lib.dbpath import parse_database_url
+
+    assert parse_database_url("sqlite:///app.db").path == "app.db"
+    assert parse_database_url("sqlite:////srv/app.db").path == "/srv/app.db"
+    assert parse_database_url("sqlite+pysqlite:///data/app%20x.db?timeout=5").path == "data/app x.db"
+    assert parse_database_url("'sqlite:///quoted.db'").path == "quoted.db"
+    assert parse_database_url("sqlite:///file:data.db?mode=ro&uri=true").path == "data.db"
+    assert parse_database_url("sqlite:///file:mem?mode=memory&uri=true").path is None
+    pg = parse_database_url("postgres://u:pw@h/d")
+    assert (pg.engine, pg.scheme, pg.path) == ("postgresql", "postgres", None)
+    assert "pw" not in repr(pg)
+    assert parse_database_url("sqlite://").engine == "sqlite" and parse_database_url("sqlite://").path is None
+    assert parse_database_url("app.db").engine is None
