@@ -63,6 +63,11 @@ def _dir(c, section: str, root: str, backup_dir) -> str:
     return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
 
 
+def _backup_dirs(c, root: str) -> list[str]:
+    """Both configured backup folders: never in a backup, never searched for the database."""
+    return [_dir(c, "backup", root, None), _dir(c, "db", root, None)]
+
+
 def _list(c, section: str, key: str, flag_values) -> list[str]:
     configured = c.config.get(section, {}).get(key) or []
     if isinstance(configured, str):
@@ -131,7 +136,7 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         exclude=_list(c, "backup", "exclude", exclude),
         default_excludes=bool(cfg.get("default_excludes", True)) and not no_default_excludes,
         db_path=c.config.get("db", {}).get("path"),
-        other_backup_dirs=[_dir(c, "db", root, None)],
+        other_backup_dirs=_backup_dirs(c, root),
         environment=cfg.get("environment"),
         dry_run=dry_run,
         lock_timeout=float(cfg.get("lock_timeout", 10)),
@@ -329,7 +334,7 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
         root,
         db_path=_conf(c, "db", "path", db_path),
         backup_dir=bdir,
-        skip_dirs=[_dir(c, "backup", root, None)],
+        skip_dirs=_backup_dirs(c, root),
         name=c.config.get("backup", {}).get("name"),
         compression=normalize_compression(_conf(c, "db", "compression", compression), no_compress=no_compress),
         sql_dump=bool(cfg.get("sql_dump", True)) and not no_sql_dump,
@@ -400,7 +405,7 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
     path = resolve_backup_path(backup_path, bdir)
     cfg = c.config.get("db", {})
     result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
-                        skip_dirs=[_dir(c, "backup", root, None)], name=c.config.get("backup", {}).get("name"),
+                        skip_dirs=_backup_dirs(c, root), name=c.config.get("backup", {}).get("name"),
                         from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,

@@ -63,7 +63,7 @@ def create_backup(
     exclude=(),
     default_excludes: bool = True,
     db_path: str | None = None,
-    other_backup_dirs=None,
+    other_backup_dirs=(),
     environment: str | None = None,
     dry_run: bool = False,
     lock_timeout: float = 10.0,
@@ -78,10 +78,12 @@ def create_backup(
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")
-    if other_backup_dirs is None:
-        other_backup_dirs = [default_backup_dir(root, "db")]
+    # Backups never hold backups: the folder written to, both default
+    # folders and every configured one are left out whatever the flags.
+    backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
+        backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
     # The database as the db.* tasks resolve it (db.backup saves it consistently).
-    db = resolve_database(root, db_path, skip_dirs=[backup_dir, *other_backup_dirs])
+    db = resolve_database(root, db_path, skip_dirs=backup_dirs)
     db_paths, db_warning = left_out_of_project_backups(db, root)
     warnings = (db_warning,) if db_warning and default_excludes else ()
     selection = select_files(
@@ -89,8 +91,8 @@ def create_backup(
         include=include,
         exclude=exclude,
         default_excludes=default_excludes,
-        exclude_paths=[*db_paths, *other_backup_dirs, backup_dir],
-        always_exclude_paths=[backup_dir],
+        exclude_paths=db_paths,
+        always_exclude_paths=backup_dirs,
         stat_files=dry_run,  # the writer fstat()s each file it opens
     )
     if dry_run:

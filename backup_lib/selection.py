@@ -2,12 +2,13 @@
 
 Precedence, highest first:
 
-1. always left out: every ``.git``, the backup directory being written to,
-   FIFOs, sockets and devices (never opened);
+1. always left out: every ``.git``, the backup directories (the one being
+   written to, both defaults, every configured one), FIFOs, sockets and
+   devices (never opened);
 2. ``--exclude`` patterns (gitignore syntax, relative to the root);
 3. ``--include`` patterns: re-include what the rules below drop;
-4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, the backup
-   directories and the application's database), unless turned off;
+4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, and the
+   application's database with its side files), unless turned off;
 5. git's rules: ``core.excludesFile``, ``.git/info/exclude``, every
    ``.gitignore`` from the top of the work tree down (deeper wins, last line
    wins), nothing re-included below an excluded directory; tracked files are
@@ -146,9 +147,9 @@ def select_files(
 ) -> Selection:
     """Walk ``root`` and return what a backup of it holds, in tree order.
 
-    ``exclude_paths`` (absolute: backup directories, the database and its
-    side files) are default excludes; ``always_exclude_paths`` are left out
-    whatever the flags (the backup directory being written).
+    ``exclude_paths`` (absolute: the database and its side files) are
+    default excludes; ``always_exclude_paths`` (the backup directories) are
+    left out whatever the flags and patterns.
     """
     root = os.path.abspath(root)
     if not os.path.isdir(root):
