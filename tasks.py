@@ -393,7 +393,8 @@ def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json
 
 @task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
                             "from_sql": "rebuild from the SQL dump instead of the snapshot",
-                            "force": "restore even while another connection holds a write transaction (never skips verification)",
+                            "force": "restore even while another connection holds a write transaction: what it commits then goes "
+                                     "to the replaced file and is lost (never skips verification)",
                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
@@ -407,13 +408,19 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
     result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
                         skip_dirs=_backup_dirs(c, root), name=c.config.get("backup", {}).get("name"),
                         from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
+    if result.forced_while_busy:
+        _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
+              f"what it commits now goes to the replaced file and is lost; restart the application")
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
-               "from_sql": result.from_sql, "tables": result.tables})
+               "from_sql": result.from_sql, "tables": result.tables, "forced_while_busy": result.forced_while_busy,
+               "open_by": [{"pid": pid, "command": cmd} for pid, cmd in result.open_by]})
     else:
         _out(f"Restored {result.db_path} from {result.backup_path}" + (" (rebuilt from the SQL dump)" if result.from_sql else ""))
         _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")
-        _out("  restart the application so that no connection keeps the old file open")
+        _out("  restart the application so that no connection keeps the old file open"
+             + (f" (it is open in {held})" if held else ""))
 
 
 @task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",

@@ -427,3 +427,29 @@ def test_database_urls_are_parsed_without_credentials():
     assert "pw" not in repr(pg)
     assert parse_database_url("sqlite://").engine == "sqlite" and parse_database_url("sqlite://").path is None
     assert parse_database_url("app.db").engine is None
+
+
+def test_busy_restore_names_the_processes_holding_the_database(proj):
+    db = str(proj / "instance" / "shop.db")
+    res = db_backup(str(proj))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(DatabaseError, match=f"pid {holder.pid} .*python"):
+            db_restore(res.backup_path, root=str(proj), busy_timeout=0.2)
+        code, out, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", res.backup_path, "--force", "--json"])
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["forced_while_busy"] and holder.pid in [h["pid"] for h in data["open_by"]]
+        warning = [line for line in err.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1 and f"pid {holder.pid}" in warning[0] and "lost" in warning[0]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_help_says_force_loses_a_writers_commit():
+    from helpers import REPO, run_subprocess
+
+    proc = run_subprocess(["--help", "db.restore"], cwd=REPO)
+    assert "lost" in " ".join(proc.stdout.split())
