@@ -95,7 +95,21 @@ class Selection:
 
     @property
     def total_size(self) -> int:
-        return sum(e.size for e in self.files)
+        """Bytes of file content as the archive holds it: a file with several
+        hard links in the selection counts once (the others are link members)."""
+        total = 0
+        seen: set[tuple[int, int]] = set()
+        for e in self.files:
+            st = e.st
+            if e.kind != "file" or st is None:
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+        return total
 
 
 def _kind_of_mode(mode: int) -> str | None:

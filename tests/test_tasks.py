@@ -244,3 +244,17 @@ def test_backups_never_hold_backups(proj, tmp_path, monkeypatch):
     with tarfile.open(json.loads(out)["backup_path"]) as tf:
         names = tf.getnames()
     assert "app/models.py" in names and not [n for n in names if n.startswith(("backups/", "store/", "dbstore/", "inside/"))]
+
+
+def test_dry_run_and_create_report_the_same_total_size_with_hard_links(proj):
+    (proj / "data.bin").write_bytes(os.urandom(50_000))
+    os.link(proj / "data.bin", proj / "data-link.bin")
+    os.link(proj / "data.bin", proj / "static" / "copy.bin")
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--dry-run", "--json")
+    assert code == 0, err
+    planned = json.loads(out)
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert planned["total_size"] == made["total_size"] and planned["total_files"] == made["total_files"]
+    assert made["total_size"] < 2 * 50_000
