@@ -344,6 +344,8 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
         progress=_progress("db backup"),
     )
     meta = result.metadata
+    for warning in result.warnings:
+        _warn(warning)
     if json_:
         _json({**meta, "backup_path": result.backup_path})
     else:

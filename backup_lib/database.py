@@ -31,6 +31,7 @@ __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", 
 class DbBackupResult:
     backup_path: str
     metadata: dict
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,23 @@ def db_backup(
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return DbBackupResult(final, metadata)
+    return DbBackupResult(final, metadata, tuple(backup_warnings(path, metadata)))
+
+
+def backup_warnings(path: str, metadata: dict) -> list[str]:
+    """What a user should look at in a database backup that succeeded."""
+    if metadata.get("tables"):
+        return []
+    if _source_was_empty(path):
+        return [f"database {path} is an empty file (0 bytes): the backup holds no tables; is it the application's database? ({HOW_TO_SET})"]
+    return [f"database {path} has no tables: the backup holds none; is it the application's database? ({HOW_TO_SET})"]
+
+
+def _source_was_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 def _check_extracted(res, work: str) -> list[str]:

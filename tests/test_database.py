@@ -429,6 +429,16 @@ def test_database_urls_are_parsed_without_credentials():
     assert parse_database_url("app.db").engine is None
 
 
+def test_empty_database_file_is_backed_up_with_a_warning(tmp_path):
+    root = tmp_path / "p"
+    write_tree(root, {"app.py": "", "data/": None})
+    (root / "data" / "empty.db").write_bytes(b"")
+    code, out, err = run_cli(["db.backup", "--project-root", str(root), "--db-path", "data/empty.db"])
+    assert code == 0, err
+    assert "0 tables" in out
+    assert "warning:" in err and "empty" in err and "data/empty.db" in err
+
+
 def test_busy_restore_names_the_processes_holding_the_database(proj):
     db = str(proj / "instance" / "shop.db")
     res = db_backup(str(proj))
