@@ -463,3 +463,109 @@ def test_help_says_force_loses_a_writers_commit():
 
     proc = run_subprocess(["--help", "db.restore"], cwd=REPO)
     assert "lost" in " ".join(proc.stdout.split())
+
+
+# ------------------------------------------- the restore path's own checks
+
+
+def damaged_index_db(path):
+    """A database whose index disagrees with its table in one value: the hash
+    and the row counts are those of the file, and only integrity_check sees it
+    (quick_check does not)."""
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    c.execute("CREATE INDEX accounts_name ON accounts(name)")
+    c.executemany("INSERT INTO accounts VALUES (?, ?)", [(i, f"name-{i:05d}") for i in range(60)])
+    c.commit()
+    root_page, = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'accounts_name'").fetchone()
+    page_size, = c.execute("PRAGMA page_size").fetchone()
+    c.close()
+    data = bytearray(open(path, "rb").read())
+    start = (root_page - 1) * page_size
+    at = data.index(b"name-00042", start, start + page_size)
+    data[at + len(b"name-0004")] = ord("9")  # the index entry now says name-00049
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    c = sqlite3.connect(path)
+    try:
+        assert c.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+        counts = {"accounts": c.execute("SELECT count(*) FROM accounts").fetchone()[0]}
+        dump = "\n".join(c.iterdump()) + "\n"
+    finally:
+        c.close()
+    return bytes(data), counts, dump.encode()
+
+
+def forge_db_backup(archive, db_bytes, counts, dump):
+    """A database backup written by hand, every hash and seal computed."""
+    import hashlib
+
+    from forge import file, forge
+
+    extra = {
+        "backup_type": "database", "source_path": "instance/shop.db", "found_by": "db.path", "database_file": "shop.db",
+        "sql_dump": "shop.sql", "sqlite_version": sqlite3.sqlite_version, "page_size": 4096, "journal_mode": "delete",
+        "user_version": 0, "size": len(db_bytes), "sha256": hashlib.sha256(db_bytes).hexdigest(), "integrity_check": "ok",
+        "tables": counts, "safety_backup": False,
+    }
+    return forge(str(archive), [file("shop.db", db_bytes), file("shop.sql", dump)], compression="gz", extra_metadata=extra)
+
+
+def test_a_snapshot_failing_integrity_check_fails_verify_and_restore(proj, tmp_path):
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    db_bytes, counts, dump = damaged_index_db(str(tmp_path / "damaged.db"))
+    bdir = proj / "backups" / "db"
+    bdir.mkdir(parents=True)
+    bad = bdir / "shop_db_20260101_000000.tar.gz"
+    forge_db_backup(bad, db_bytes, counts, dump)
+    # The archive itself is sound: the project-level verification passes it.
+    from backup_lib.project import verify_one
+
+    assert verify_one(str(bad)).ok
+    [report] = db_verify(str(bdir), [str(bad)])
+    assert not report.ok and any("integrity_check" in e for e in report.errors), report.errors
+    code, out, err = run_cli(["db.verify", "--project-root", str(proj), "--json"])
+    assert code == 4 and "integrity_check" in out, (out, err)
+    code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", str(bad), "--force"])
+    assert code == 4 and "integrity_check" in err and "nothing restored" in err, err
+    assert content_digest(db) == before
+    assert [p.name for p in bdir.iterdir() if not p.name.endswith(".index.json")] == [bad.name]  # no safety backup taken
+
+
+READER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN")
+c.execute("SELECT count(*) FROM accounts").fetchone()  # a read transaction: the -wal cannot be checkpointed past it
+print("reading", flush=True)
+time.sleep(60)
+"""
+
+
+def test_restore_never_lets_a_stale_wal_replay_over_the_restored_file(proj):
+    db = str(proj / "instance" / "shop.db")
+    backup = db_backup(str(proj))
+    before = content_digest(db)
+    reader = subprocess.Popen([sys.executable, "-c", READER, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        c = sqlite3.connect(db)
+        c.execute("UPDATE accounts SET balance = 0")
+        c.executemany("INSERT INTO log (note) VALUES (?)", [("after the backup",)] * 200)
+        c.commit()
+        c.close()
+        assert os.path.getsize(db + "-wal") > 0, "the old database has no -wal: the test proves nothing"
+        db_restore(backup.backup_path, root=str(proj), busy_timeout=0.2)
+        assert content_digest(db) == before
+        assert total(db) == (ACCOUNTS * START, ACCOUNTS)
+        c = sqlite3.connect(db)
+        try:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert c.execute("SELECT count(*) FROM log").fetchone()[0] == 0
+        finally:
+            c.close()
+    finally:
+        reader.kill()
+        reader.wait()
