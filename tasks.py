@@ -63,6 +63,11 @@ def _dir(c, section: str, root: str, backup_dir) -> str:
     return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
 
 
+def _backup_dirs(c, root: str) -> list[str]:
+    """Both configured backup folders: never in a backup, never searched for the database."""
+    return [_dir(c, "backup", root, None), _dir(c, "db", root, None)]
+
+
 def _list(c, section: str, key: str, flag_values) -> list[str]:
     configured = c.config.get(section, {}).get(key) or []
     if isinstance(configured, str):
@@ -131,13 +136,15 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         exclude=_list(c, "backup", "exclude", exclude),
         default_excludes=bool(cfg.get("default_excludes", True)) and not no_default_excludes,
         db_path=c.config.get("db", {}).get("path"),
-        other_backup_dirs=[_dir(c, "db", root, None)],
+        other_backup_dirs=_backup_dirs(c, root),
         environment=cfg.get("environment"),
         dry_run=dry_run,
         lock_timeout=float(cfg.get("lock_timeout", 10)),
         progress=None if dry_run else _progress("backup"),
     )
     meta = result.metadata
+    for warning in result.warnings:
+        _warn(warning)
     if dry_run:
         if json_:
             _json(meta)
@@ -327,7 +334,7 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
         root,
         db_path=_conf(c, "db", "path", db_path),
         backup_dir=bdir,
-        skip_dirs=[_dir(c, "backup", root, None)],
+        skip_dirs=_backup_dirs(c, root),
         name=c.config.get("backup", {}).get("name"),
         compression=normalize_compression(_conf(c, "db", "compression", compression), no_compress=no_compress),
         sql_dump=bool(cfg.get("sql_dump", True)) and not no_sql_dump,
@@ -337,6 +344,8 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
         progress=_progress("db backup"),
     )
     meta = result.metadata
+    for warning in result.warnings:
+        _warn(warning)
     if json_:
         _json({**meta, "backup_path": result.backup_path})
     else:
@@ -386,7 +395,8 @@ def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json
 
 @task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
                             "from_sql": "rebuild from the SQL dump instead of the snapshot",
-                            "force": "restore even while another connection holds a write transaction (never skips verification)",
+                            "force": "restore even while another connection holds a write transaction: what it commits then goes "
+                                     "to the replaced file and is lost (never skips verification)",
                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
@@ -398,15 +408,21 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
     path = resolve_backup_path(backup_path, bdir)
     cfg = c.config.get("db", {})
     result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
-                        skip_dirs=[_dir(c, "backup", root, None)], name=c.config.get("backup", {}).get("name"),
+                        skip_dirs=_backup_dirs(c, root), name=c.config.get("backup", {}).get("name"),
                         from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
+    if result.forced_while_busy:
+        _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
+              f"what it commits now goes to the replaced file and is lost; restart the application")
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
-               "from_sql": result.from_sql, "tables": result.tables})
+               "from_sql": result.from_sql, "tables": result.tables, "forced_while_busy": result.forced_while_busy,
+               "open_by": [{"pid": pid, "command": cmd} for pid, cmd in result.open_by]})
     else:
         _out(f"Restored {result.db_path} from {result.backup_path}" + (" (rebuilt from the SQL dump)" if result.from_sql else ""))
         _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")
-        _out("  restart the application so that no connection keeps the old file open")
+        _out("  restart the application so that no connection keeps the old file open"
+             + (f" (it is open in {held})" if held else ""))
 
 
 @task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",

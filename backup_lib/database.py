@@ -31,6 +31,7 @@ __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", 
 class DbBackupResult:
     backup_path: str
     metadata: dict
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,23 @@ class DbRestoreResult:
     safety_backup: str | None
     from_sql: bool
     tables: dict
+    open_by: tuple[tuple[int, str], ...] = ()  # (pid, command) of processes that had the old file open
+    forced_while_busy: bool = False  # --force over a connection's write transaction: its commit is lost
 
 
 def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
-    path, how = resolve_database(root, db_path, scan=True, skip_dirs=skip_dirs)
-    if must_exist or os.path.exists(path):
-        _sq.check_sqlite_file(path, f" (from {how}; {HOW_TO_SET})")
-    return path, how
+    """(path, how it was found) of the SQLite file the database tasks work on.
+
+    The same resolution as a project backup's (:func:`resolve_database`);
+    what it cannot name (nothing found, several files, a URL of another
+    engine or an in-memory database) is a :class:`DatabaseError`, never a
+    reason to take some other file."""
+    db = resolve_database(root, db_path, skip_dirs=skip_dirs)
+    if db.problem:
+        raise DatabaseError(db.problem)
+    if must_exist or os.path.exists(db.path):
+        _sq.check_sqlite_file(db.path, f" (from {db.how}; {HOW_TO_SET})")
+    return db.path, db.how
 
 
 def db_backup(
@@ -134,7 +145,23 @@ def db_backup(
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return DbBackupResult(final, metadata)
+    return DbBackupResult(final, metadata, tuple(backup_warnings(path, metadata)))
+
+
+def backup_warnings(path: str, metadata: dict) -> list[str]:
+    """What a user should look at in a database backup that succeeded."""
+    if metadata.get("tables"):
+        return []
+    if _source_was_empty(path):
+        return [f"database {path} is an empty file (0 bytes): the backup holds no tables; is it the application's database? ({HOW_TO_SET})"]
+    return [f"database {path} has no tables: the backup holds none; is it the application's database? ({HOW_TO_SET})"]
+
+
+def _source_was_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 def _check_extracted(res, work: str) -> list[str]:
@@ -225,6 +252,56 @@ def _writer_busy(db: str, timeout: float) -> bool:
         conn.close()
 
 
+def processes_holding(paths, proc: str = "/proc") -> list[tuple[int, str]]:
+    """(pid, command) of the other processes that have one of ``paths`` open,
+    from ``/proc/*/fd`` (Linux); what cannot be read is skipped, and where
+    there is no ``/proc`` the answer is empty."""
+    wanted = {os.path.realpath(p) for p in paths}
+    try:
+        pids = sorted(int(n) for n in os.listdir(proc) if n.isdigit())
+    except OSError:
+        return []
+    me = os.getpid()
+    found = []
+    for pid in pids:
+        if pid == me:
+            continue
+        fd_dir = f"{proc}/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target in wanted:
+                found.append((pid, _command_of(proc, pid)))
+                break
+    return found
+
+
+def _command_of(proc: str, pid: int) -> str:
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as fh:
+            words = fh.read(4096).split(b"\0")
+        text = " ".join(os.fsdecode(w) for w in words if w)
+        if not text:
+            with open(f"{proc}/{pid}/comm", "rb") as fh:
+                text = os.fsdecode(fh.read().strip())
+    except OSError:
+        return "?"
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _held_by(holders) -> str:
+    if not holders:
+        return ""
+    return " (open in " + ", ".join(f"pid {pid} {cmd}" for pid, cmd in holders) + ")"
+
+
 def db_restore(
     archive: str,
     *,
@@ -253,10 +330,12 @@ def db_restore(
         if from_sql and not meta.get("sql_dump"):
             raise DatabaseError(f"{archive} has no SQL dump (made with --no-sql-dump): restore without --from-sql")
         exists = os.path.exists(live)
-        if exists and _writer_busy(live, busy_timeout) and not force:
+        busy = exists and _writer_busy(live, busy_timeout)
+        if busy and not force:
             raise DatabaseError(
-                f"database {live} is busy: another connection holds a write transaction "
-                f"(stop the application, or use --force)"
+                f"database {live} is busy: another connection holds a write transaction"
+                f"{_held_by(processes_holding(side_files(live)[:3]))}: stop the application, or use --force "
+                f"(what that connection commits then goes to the replaced file and is lost)"
             )
         safety = None
         if exists:
@@ -283,12 +362,13 @@ def db_restore(
             os.fsync(fd)
         finally:
             os.close(fd)
+        open_by = tuple(processes_holding(side_files(live)[:3])) if exists else ()
         # Stale side files of the old database must not be applied to the new one.
         for side in side_files(live)[1:]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(side)
         os.rename(new, live)
         fsync_dir(parent)
-        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live))
+        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live), open_by, bool(busy))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 from . import archive as _archive
-from .dbpath import resolve_database, side_files
+from .dbpath import left_out_of_project_backups, resolve_database
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
 from .metadata import common_metadata, database_info, now_utc
 from .retention import Decision, check_retention_args, plan_retention
@@ -46,6 +46,7 @@ class CreateResult:
     metadata: dict
     dry_run: bool = False
     files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # one line each, for stderr
 
     @property
     def incomplete(self) -> bool:
@@ -62,7 +63,7 @@ def create_backup(
     exclude=(),
     default_excludes: bool = True,
     db_path: str | None = None,
-    other_backup_dirs=None,
+    other_backup_dirs=(),
     environment: str | None = None,
     dry_run: bool = False,
     lock_timeout: float = 10.0,
@@ -77,23 +78,27 @@ def create_backup(
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")
-    if other_backup_dirs is None:
-        other_backup_dirs = [default_backup_dir(root, "db")]
-    db, _how = resolve_database(root, db_path)
-    excluded_paths = [*(side_files(db) if db else ()), *other_backup_dirs, backup_dir]
+    # Backups never hold backups: the folder written to, both default
+    # folders and every configured one are left out whatever the flags.
+    backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
+        backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
+    # The database as the db.* tasks resolve it (db.backup saves it consistently).
+    db = resolve_database(root, db_path, skip_dirs=backup_dirs)
+    db_paths, db_warning = left_out_of_project_backups(db, root)
+    warnings = (db_warning,) if db_warning and default_excludes else ()
     selection = select_files(
         root,
         include=include,
         exclude=exclude,
         default_excludes=default_excludes,
-        exclude_paths=excluded_paths,
-        always_exclude_paths=[backup_dir],
+        exclude_paths=db_paths,
+        always_exclude_paths=backup_dirs,
         stat_files=dry_run,  # the writer fstat()s each file it opens
     )
     if dry_run:
         files = tuple(e.path for e in selection.files)
         meta = {"files": list(files), "total_files": len(files), "total_size": selection.total_size}
-        return CreateResult(None, meta, dry_run=True, files=files)
+        return CreateResult(None, meta, dry_run=True, files=files, warnings=warnings)
 
     compression_name = _archive.COMPRESSIONS[compression][1]
     store = BackupStore(backup_dir, "project")
@@ -110,7 +115,7 @@ def create_backup(
                 "gitignore_patterns": list(selection.gitignore_patterns),
                 "excluded_patterns": list(selection.excluded_patterns),
                 "included_patterns": list(include),
-                "database": database_info(root, db),
+                "database": database_info(root, db.path),
                 "skipped_files": [{"path": p, "reason": r} for p, r in selection.skipped] + rep.skipped,
                 "changed_files": rep.changed,
             }
@@ -127,7 +132,7 @@ def create_backup(
         )
     if progress is not None:
         progress.done()
-    return CreateResult(final, metadata)
+    return CreateResult(final, metadata, warnings=warnings)
 
 
 @dataclass(frozen=True)

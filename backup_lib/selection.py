@@ -2,12 +2,13 @@
 
 Precedence, highest first:
 
-1. always left out: every ``.git``, the backup directory being written to,
-   FIFOs, sockets and devices (never opened);
+1. always left out: every ``.git``, the backup directories (the one being
+   written to, both defaults, every configured one), FIFOs, sockets and
+   devices (never opened);
 2. ``--exclude`` patterns (gitignore syntax, relative to the root);
 3. ``--include`` patterns: re-include what the rules below drop;
-4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, the backup
-   directories and the application's database), unless turned off;
+4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, and the
+   application's database with its side files), unless turned off;
 5. git's rules: ``core.excludesFile``, ``.git/info/exclude``, every
    ``.gitignore`` from the top of the work tree down (deeper wins, last line
    wins), nothing re-included below an excluded directory; tracked files are
@@ -94,7 +95,21 @@ class Selection:
 
     @property
     def total_size(self) -> int:
-        return sum(e.size for e in self.files)
+        """Bytes of file content as the archive holds it: a file with several
+        hard links in the selection counts once (the others are link members)."""
+        total = 0
+        seen: set[tuple[int, int]] = set()
+        for e in self.files:
+            st = e.st
+            if e.kind != "file" or st is None:
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+        return total
 
 
 def _kind_of_mode(mode: int) -> str | None:
@@ -146,9 +161,9 @@ def select_files(
 ) -> Selection:
     """Walk ``root`` and return what a backup of it holds, in tree order.
 
-    ``exclude_paths`` (absolute: backup directories, the database and its
-    side files) are default excludes; ``always_exclude_paths`` are left out
-    whatever the flags (the backup directory being written).
+    ``exclude_paths`` (absolute: the database and its side files) are
+    default excludes; ``always_exclude_paths`` (the backup directories) are
+    left out whatever the flags and patterns.
     """
     root = os.path.abspath(root)
     if not os.path.isdir(root):

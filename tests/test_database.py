@@ -232,7 +232,8 @@ def test_autodetection(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{root / 'one.db'}")
     assert locate_database(str(root))[0] == str(root / "one.db")
     monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
-    assert locate_database(str(root))[0] == str(root / "data" / "app.db")  # not sqlite: next source
+    with pytest.raises(DatabaseError, match="DATABASE_URL names a postgresql database"):
+        locate_database(str(root))  # never the next source in its place
     (root / "fake.db").write_text("not sqlite")
     with pytest.raises(DatabaseError, match="not an SQLite database"):
         locate_database(str(root), str(root / "fake.db"))
@@ -284,3 +285,287 @@ def test_db_tasks(proj):
     assert code == 1 and "does not exist" in err
     code, _, err = run_cli(["db.backup", "--project-root", str(proj / "instance"), "--db-path", "nope/x.db"])
     assert code == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------ one resolution (issue 11)
+
+
+def seed_app(root):
+    """A tree like the seed Flask app's (orgchart): the database found only as
+    the lone *.db under the root (no DATABASE_URL), orgchart.db not ignored."""
+    write_tree(root, {
+        "app/__init__.py": "from flask import Flask\n",
+        "app/models.py": "class Employee: pass\n",
+        "app/routes.py": "ROUTES = []\n",
+        "app/templates/index.html": "<html></html>\n",
+        "app/static/style.css": "body {}\n",
+        "scripts/backup_db.py": "print('backup')\n",
+        "scripts/backup_project.py": "print('backup')\n",
+        "instance/config.py": "SECRET_KEY = 'dev'\n",
+        "requirements.txt": "flask\n",
+        "run.py": "from app import app\n",
+        "README.md": "# orgchart\n",
+        ".gitignore": "__pycache__/\n*.pyc\n.env\ninstance/\napp.log\n",
+        ".env": "SECRET_KEY=dev\nFLASK_APP=run.py\n",
+        "database/": None,
+    })
+    db = root / "database" / "orgchart.db"
+    c = sqlite3.connect(db)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE employees (id INTEGER PRIMARY KEY, name TEXT NOT NULL, manager_id INTEGER)")
+    c.executemany("INSERT INTO employees VALUES (?, ?, ?)", [(i, f"employee {i}", i // 3 or None) for i in range(1, 40)])
+    c.commit()
+    c.close()
+    return db
+
+
+def dry_run_files(root, *args):
+    code, out, err = run_cli(["backup.create", "--project-root", str(root), "--dry-run", "--json", *args])
+    assert code == 0, err
+    return set(json.loads(out)["files"]), err
+
+
+def test_project_backup_leaves_out_the_lone_database_and_its_side_files(tmp_path):
+    root = tmp_path / "orgchart"
+    db = seed_app(root)
+    files, _ = dry_run_files(root)
+    assert "run.py" in files and "app/models.py" in files
+    assert "database/orgchart.db" not in files
+    # The application is running: its connection keeps -wal and -shm beside the file.
+    app = sqlite3.connect(db)
+    try:
+        app.execute("INSERT INTO employees (name) VALUES ('new hire')")
+        app.commit()
+        code, out, err = run_cli(["db.backup", "--project-root", str(root), "--json"])
+        assert code == 0, err
+        assert json.loads(out)["source_path"] == "database/orgchart.db"  # the same file, by the same rule
+        assert os.path.exists(f"{db}-wal") and os.path.exists(f"{db}-shm")
+        files, _ = dry_run_files(root)
+        assert not [f for f in files if f.startswith("database/")], files
+        code, out, err = run_cli(["backup.create", "--project-root", str(root), "--json"])
+        assert code == 0, err
+        meta = json.loads(out)
+        with tarfile.open(meta["backup_path"]) as tf:
+            names = tf.getnames()
+        assert "run.py" in names and not [n for n in names if n.startswith(("database/", "backups/"))], names
+        assert meta["database"]["path"] == "database/orgchart.db"
+    finally:
+        app.close()
+
+
+def test_several_candidate_databases_are_all_left_out_with_one_warning(tmp_path):
+    root = tmp_path / "orgchart"
+    seed_app(root)
+    bank(str(root / "legacy.sqlite"), wal=False)
+    (root / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not sqlite")  # not a SQLite file: not a candidate
+    code, _, err = run_cli(["db.backup", "--project-root", str(root)])
+    assert code == 1 and "several SQLite databases" in err and "database/orgchart.db" in err and "legacy.sqlite" in err
+    assert "Thumbs.db" not in err
+    files, err = dry_run_files(root)
+    assert "database/orgchart.db" not in files and "legacy.sqlite" not in files
+    assert "Thumbs.db" in files and "run.py" in files
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "database/orgchart.db" in warnings[0] and "legacy.sqlite" in warnings[0]
+    files, _ = dry_run_files(root, "--include", "legacy.sqlite")
+    assert "legacy.sqlite" in files and "database/orgchart.db" not in files
+    # Once the database is named, only it is left out, as the db tasks take it.
+    (root / ".env").write_text("DATABASE_URL=sqlite:///database/orgchart.db\n")
+    files, err = dry_run_files(root)
+    assert "legacy.sqlite" in files and "database/orgchart.db" not in files and "warning" not in err
+    code, out, err = run_cli(["db.backup", "--project-root", str(root), "--json"])
+    assert code == 0 and json.loads(out)["source_path"] == "database/orgchart.db", err
+
+
+UNSUPPORTED = [
+    ("postgresql://shop:s3cr3t@db.example.com:5432/shop", "postgresql"),
+    ("postgresql+psycopg2://shop:s3cr3t@db.example.com/shop", "postgresql+psycopg2"),
+    ("mysql://shop:s3cr3t@localhost/shop", "mysql"),
+    ("sqlite://", "in-memory"),
+    ("sqlite:///:memory:", "in-memory"),
+    ("oracle+cx://shop:s3cr3t@host/shop", "oracle"),
+    ("s3cr3t-not-a-url", "not a database URL"),
+]
+
+
+@pytest.mark.parametrize("url,needle", UNSUPPORTED)
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_url_naming_another_database_is_an_error_not_another_file(tmp_path, monkeypatch, url, needle, where):
+    root = tmp_path / "shop"
+    write_tree(root, {"app.py": ""})
+    bank(str(root / "stray.db"), wal=False)  # the lone *.db: never taken in the URL's place
+    if where == "environment":
+        monkeypatch.setenv("DATABASE_URL", url)
+        (root / ".env").write_text("SQLALCHEMY_DATABASE_URI=sqlite:///stray.db\n")  # DATABASE_URL comes first
+        variable = "$DATABASE_URL"
+    else:
+        (root / ".env").write_text(f"SQLALCHEMY_DATABASE_URI={url}\n")
+        variable = "SQLALCHEMY_DATABASE_URI in .env"
+    (tmp_path / "x.tar.gz").write_bytes(b"")  # the database is resolved before the archive is read
+    for args in (["db.backup"], ["db.restore", "--backup-path", str(tmp_path / "x.tar.gz")]):
+        code, out, err = run_cli([*args, "--project-root", str(root)])
+        assert code == 1, (args, err)
+        assert variable in err and needle in err and "SQLite" in err, err
+        assert "s3cr3t" not in err and "s3cr3t" not in out
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (root / "backups").exists()
+    # A project backup is not held up by it, and leaves nothing out for it.
+    files, err = dry_run_files(root)
+    assert "stray.db" in files and "warning" not in err
+
+
+def test_database_urls_are_parsed_without_credentials():
+    from backup_lib.dbpath import parse_database_url
+
+    assert parse_database_url("sqlite:///app.db").path == "app.db"
+    assert parse_database_url("sqlite:////srv/app.db").path == "/srv/app.db"
+    assert parse_database_url("sqlite+pysqlite:///data/app%20x.db?timeout=5").path == "data/app x.db"
+    assert parse_database_url("'sqlite:///quoted.db'").path == "quoted.db"
+    assert parse_database_url("sqlite:///file:data.db?mode=ro&uri=true").path == "data.db"
+    assert parse_database_url("sqlite:///file:mem?mode=memory&uri=true").path is None
+    pg = parse_database_url("postgres://u:pw@h/d")
+    assert (pg.engine, pg.scheme, pg.path) == ("postgresql", "postgres", None)
+    assert "pw" not in repr(pg)
+    assert parse_database_url("sqlite://").engine == "sqlite" and parse_database_url("sqlite://").path is None
+    assert parse_database_url("app.db").engine is None
+
+
+def test_empty_database_file_is_backed_up_with_a_warning(tmp_path):
+    root = tmp_path / "p"
+    write_tree(root, {"app.py": "", "data/": None})
+    (root / "data" / "empty.db").write_bytes(b"")
+    code, out, err = run_cli(["db.backup", "--project-root", str(root), "--db-path", "data/empty.db"])
+    assert code == 0, err
+    assert "0 tables" in out
+    assert "warning:" in err and "empty" in err and "data/empty.db" in err
+
+
+def test_busy_restore_names_the_processes_holding_the_database(proj):
+    db = str(proj / "instance" / "shop.db")
+    res = db_backup(str(proj))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(DatabaseError, match=f"pid {holder.pid} .*python"):
+            db_restore(res.backup_path, root=str(proj), busy_timeout=0.2)
+        code, out, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", res.backup_path, "--force", "--json"])
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["forced_while_busy"] and holder.pid in [h["pid"] for h in data["open_by"]]
+        warning = [line for line in err.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1 and f"pid {holder.pid}" in warning[0] and "lost" in warning[0]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_help_says_force_loses_a_writers_commit():
+    from helpers import REPO, run_subprocess
+
+    proc = run_subprocess(["--help", "db.restore"], cwd=REPO)
+    assert "lost" in " ".join(proc.stdout.split())
+
+
+# ------------------------------------------- the restore path's own checks
+
+
+def damaged_index_db(path):
+    """A database whose index disagrees with its table in one value: the hash
+    and the row counts are those of the file, and only integrity_check sees it
+    (quick_check does not)."""
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    c.execute("CREATE INDEX accounts_name ON accounts(name)")
+    c.executemany("INSERT INTO accounts VALUES (?, ?)", [(i, f"name-{i:05d}") for i in range(60)])
+    c.commit()
+    root_page, = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'accounts_name'").fetchone()
+    page_size, = c.execute("PRAGMA page_size").fetchone()
+    c.close()
+    data = bytearray(open(path, "rb").read())
+    start = (root_page - 1) * page_size
+    at = data.index(b"name-00042", start, start + page_size)
+    data[at + len(b"name-0004")] = ord("9")  # the index entry now says name-00049
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    c = sqlite3.connect(path)
+    try:
+        assert c.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+        counts = {"accounts": c.execute("SELECT count(*) FROM accounts").fetchone()[0]}
+        dump = "\n".join(c.iterdump()) + "\n"
+    finally:
+        c.close()
+    return bytes(data), counts, dump.encode()
+
+
+def forge_db_backup(archive, db_bytes, counts, dump):
+    """A database backup written by hand, every hash and seal computed."""
+    import hashlib
+
+    from forge import file, forge
+
+    extra = {
+        "backup_type": "database", "source_path": "instance/shop.db", "found_by": "db.path", "database_file": "shop.db",
+        "sql_dump": "shop.sql", "sqlite_version": sqlite3.sqlite_version, "page_size": 4096, "journal_mode": "delete",
+        "user_version": 0, "size": len(db_bytes), "sha256": hashlib.sha256(db_bytes).hexdigest(), "integrity_check": "ok",
+        "tables": counts, "safety_backup": False,
+    }
+    return forge(str(archive), [file("shop.db", db_bytes), file("shop.sql", dump)], compression="gz", extra_metadata=extra)
+
+
+def test_a_snapshot_failing_integrity_check_fails_verify_and_restore(proj, tmp_path):
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    db_bytes, counts, dump = damaged_index_db(str(tmp_path / "damaged.db"))
+    bdir = proj / "backups" / "db"
+    bdir.mkdir(parents=True)
+    bad = bdir / "shop_db_20260101_000000.tar.gz"
+    forge_db_backup(bad, db_bytes, counts, dump)
+    # The archive itself is sound: the project-level verification passes it.
+    from backup_lib.project import verify_one
+
+    assert verify_one(str(bad)).ok
+    [report] = db_verify(str(bdir), [str(bad)])
+    assert not report.ok and any("integrity_check" in e for e in report.errors), report.errors
+    code, out, err = run_cli(["db.verify", "--project-root", str(proj), "--json"])
+    assert code == 4 and "integrity_check" in out, (out, err)
+    code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", str(bad), "--force"])
+    assert code == 4 and "integrity_check" in err and "nothing restored" in err, err
+    assert content_digest(db) == before
+    assert [p.name for p in bdir.iterdir() if not p.name.endswith(".index.json")] == [bad.name]  # no safety backup taken
+
+
+READER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN")
+c.execute("SELECT count(*) FROM accounts").fetchone()  # a read transaction: the -wal cannot be checkpointed past it
+print("reading", flush=True)
+time.sleep(60)
+"""
+
+
+def test_restore_never_lets_a_stale_wal_replay_over_the_restored_file(proj):
+    db = str(proj / "instance" / "shop.db")
+    backup = db_backup(str(proj))
+    before = content_digest(db)
+    reader = subprocess.Popen([sys.executable, "-c", READER, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        c = sqlite3.connect(db)
+        c.execute("UPDATE accounts SET balance = 0")
+        c.executemany("INSERT INTO log (note) VALUES (?)", [("after the backup",)] * 200)
+        c.commit()
+        c.close()
+        assert os.path.getsize(db + "-wal") > 0, "the old database has no -wal: the test proves nothing"
+        db_restore(backup.backup_path, root=str(proj), busy_timeout=0.2)
+        assert content_digest(db) == before
+        assert total(db) == (ACCOUNTS * START, ACCOUNTS)
+        c = sqlite3.connect(db)
+        try:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert c.execute("SELECT count(*) FROM log").fetchone()[0] == 0
+        finally:
+            c.close()
+    finally:
+        reader.kill()
+        reader.wait()

@@ -215,3 +215,46 @@ def test_public_surface_is_lazy_and_complete():
             "[getattr(backup_lib, n) for n in backup_lib.__all__]; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_backups_never_hold_backups(proj, tmp_path, monkeypatch):
+    """Both default backup folders and every configured one are left out,
+    wherever --backup-dir points and whatever --no-default-excludes says."""
+    from conftest import write_tree
+
+    write_tree(proj, {
+        "backups/project/webapp_project_20250101_000000.tar.gz": "old",
+        "backups/db/webapp_db_20250101_000000.tar.gz": "old",
+        "store/webapp_project_20250102_000000.tar.gz": "old",
+        "dbstore/webapp_db_20250102_000000.tar.gz": "old",
+    })
+    monkeypatch.setenv("INVOKE_BACKUP_BACKUP_DIR", "store")
+    monkeypatch.setenv("INVOKE_DB_BACKUP_DIR", "dbstore")
+    elsewhere = tmp_path / "elsewhere"
+    for extra in ([], ["--no-default-excludes"], ["--include", "backups/"]):
+        code, out, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", str(elsewhere), "--dry-run", "--json", *extra)
+        assert code == 0, err
+        files = json.loads(out)["files"]
+        assert "app/models.py" in files
+        assert not [f for f in files if f.startswith(("backups/", "store/", "dbstore/"))], (extra, files)
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--backup-dir", "inside", "--json")
+    assert code == 0, err
+    import tarfile
+
+    with tarfile.open(json.loads(out)["backup_path"]) as tf:
+        names = tf.getnames()
+    assert "app/models.py" in names and not [n for n in names if n.startswith(("backups/", "store/", "dbstore/", "inside/"))]
+
+
+def test_dry_run_and_create_report_the_same_total_size_with_hard_links(proj):
+    (proj / "data.bin").write_bytes(os.urandom(50_000))
+    os.link(proj / "data.bin", proj / "data-link.bin")
+    os.link(proj / "data.bin", proj / "static" / "copy.bin")
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--dry-run", "--json")
+    assert code == 0, err
+    planned = json.loads(out)
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert planned["total_size"] == made["total_size"] and planned["total_files"] == made["total_files"]
+    assert made["total_size"] < 2 * 50_000
