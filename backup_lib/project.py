@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 from dataclasses import dataclass
 
 from . import archive as _archive
+from .archive.writer import Incremental
 from .dbpath import left_out_of_project_backups, resolve_database
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
 from .metadata import common_metadata, database_info, now_utc
@@ -46,7 +48,7 @@ class CreateResult:
     metadata: dict
     dry_run: bool = False
     files: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()  # one line each, for stderr
+    warnings: tuple[str, ...] = ()  # one line each, for stderr: a database left out, why a full backup was written, …
 
     @property
     def incomplete(self) -> bool:
@@ -68,7 +70,17 @@ def create_backup(
     dry_run: bool = False,
     lock_timeout: float = 10.0,
     progress=None,
+    incremental="false",
+    full: bool = False,
+    rehash: bool = False,
+    full_every_days: int = 7,
+    max_chain: int = 14,
+    cache_dir: str | None = None,
 ) -> CreateResult:
+    """Back up ``root``.  ``incremental``: "false", "true" (store only what
+    changed since the newest backup, when the chain policy allows) or
+    "auto" (the same, silently full when there is nothing to build on);
+    ``full`` forces a full backup whatever ``incremental`` says."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
@@ -85,54 +97,114 @@ def create_backup(
     # The database as the db.* tasks resolve it (db.backup saves it consistently).
     db = resolve_database(root, db_path, skip_dirs=backup_dirs)
     db_paths, db_warning = left_out_of_project_backups(db, root)
-    warnings = (db_warning,) if db_warning and default_excludes else ()
-    selection = select_files(
-        root,
-        include=include,
-        exclude=exclude,
-        default_excludes=default_excludes,
-        exclude_paths=db_paths,
-        always_exclude_paths=backup_dirs,
-        stat_files=dry_run,  # the writer fstat()s each file it opens
-    )
+    warnings = [db_warning] if db_warning and default_excludes else []
+    mode = _incremental_mode(incremental, full)
+
+    def select(stat_files: bool):
+        return select_files(
+            root,
+            include=include,
+            exclude=exclude,
+            default_excludes=default_excludes,
+            exclude_paths=db_paths,
+            always_exclude_paths=backup_dirs,
+            stat_files=stat_files,  # a full create fstat()s each file it opens anyway
+        )
+
     if dry_run:
+        selection = select(True)
         files = tuple(e.path for e in selection.files)
         meta = {"files": list(files), "total_files": len(files), "total_size": selection.total_size}
-        return CreateResult(None, meta, dry_run=True, files=files, warnings=warnings)
+        return CreateResult(None, meta, dry_run=True, files=files, warnings=tuple(warnings))
+
+    from .incremental import INCREMENTAL_TYPE, ManifestCache, default_cache_dir, find_parent, force_groups
 
     compression_name = _archive.COMPRESSIONS[compression][1]
     store = BackupStore(backup_dir, "project")
     store.ensure()
-
-    def metadata_for(rep, writer) -> dict:
-        metadata = common_metadata(backup_type="project_full", root=root, compression=compression_name, environment=environment, now=now)
-        metadata.update(
-            {
-                "total_files": rep.total_files,
-                "total_size": rep.total_size,
-                "project_hash": writer.finish_hash(),
-                "file_types": dict(sorted(rep.file_types.items(), key=lambda kv: (-kv[1], kv[0]))),
-                "gitignore_patterns": list(selection.gitignore_patterns),
-                "excluded_patterns": list(selection.excluded_patterns),
-                "included_patterns": list(include),
-                "database": database_info(root, db.path),
-                "skipped_files": [{"path": p, "reason": r} for p, r in selection.skipped] + rep.skipped,
-                "changed_files": rep.changed,
-            }
-        )
-        return metadata
-
+    cache = ManifestCache(cache_dir or default_cache_dir(), backup_dir)
     with store.lock(lock_timeout):
         store.remove_leftovers()
+        parent = None
+        if mode != "false":
+            parent, why = find_parent(store, name, now=now_utc(), full_every_days=full_every_days, max_chain=max_chain, cache=cache,
+                                      read_metadata=read_metadata, read_manifest=_read_manifest)
+            if parent is None and not (mode == "auto" and why.startswith("no earlier backup")):
+                warnings.append(why)
+        started_ns = time.time_ns()
+        selection = select(parent is not None)  # an incremental compares lstat with the parent's records
+        inc = None
+        if parent is not None:
+            inc = Incremental(parent.priors, started_ns=parent.started_ns, rehash=rehash,
+                              force_groups=force_groups(selection.entries, parent.priors))
         now = now_utc()
+
+        def metadata_for(rep, writer) -> dict:
+            metadata = common_metadata(backup_type=INCREMENTAL_TYPE if inc else "project_full", root=root,
+                                       compression=compression_name, environment=environment, now=now)
+            metadata.update(
+                {
+                    "total_files": rep.total_files,
+                    "total_size": rep.total_size,
+                    "project_hash": writer.finish_hash(),
+                    "file_types": dict(sorted(rep.file_types.items(), key=lambda kv: (-kv[1], kv[0]))),
+                    "gitignore_patterns": list(selection.gitignore_patterns),
+                    "excluded_patterns": list(selection.excluded_patterns),
+                    "included_patterns": list(include),
+                    "database": database_info(root, db.path),
+                    "skipped_files": [{"path": p, "reason": r} for p, r in selection.skipped] + rep.skipped,
+                    "changed_files": rep.changed,
+                    "started_ns": started_ns,
+                }
+            )
+            if inc is not None:
+                metadata.update(
+                    {
+                        "parent": parent.link(),
+                        "base": parent.base,
+                        "chain_depth": parent.depth + 1,
+                        "changes": {"new": rep.new, "modified": rep.modified, "removed": writer.removed, "unchanged": rep.unchanged},
+                        "rehash": rehash,
+                    }
+                )
+            return metadata
+
         if progress is not None:
             progress.total_files = len(selection.files)
         final, metadata = store.write_archive(
-            name=name, compression=compression, root=root, entries=selection.entries, metadata_for=metadata_for, now=now, progress=progress
+            name=name, compression=compression, root=root, entries=selection.entries, metadata_for=metadata_for, now=now,
+            progress=progress, incremental=inc, manifest_cache=cache,
         )
     if progress is not None:
         progress.done()
-    return CreateResult(final, metadata, warnings=warnings)
+    return CreateResult(final, metadata, warnings=tuple(warnings))
+
+
+def _incremental_mode(value, full: bool) -> str:
+    if full:
+        return "false"
+    if isinstance(value, bool) or value is None:
+        return "true" if value else "false"
+    text = str(value).strip().lower()
+    aliases = {"false": "false", "no": "false", "off": "false", "0": "false", "true": "true", "yes": "true", "on": "true",
+               "1": "true", "auto": "auto"}
+    if text not in aliases:
+        raise UsageError(f"backup.incremental must be false, true or auto (got {value!r})")
+    return aliases[text]
+
+
+def _read_manifest(path: str, metadata: dict) -> bytes:
+    """A backup's manifest, read from the archive (a whole streaming pass)."""
+    from .archive import ArchiveReader
+
+    reader = ArchiveReader(path)
+    for _ti, fobj in reader:
+        if fobj is not None:
+            while fobj.read(_archive.CHUNK):
+                pass
+    if reader.manifest_bytes is None or reader.problems:
+        raise IntegrityError(f"{path}: " + (reader.problems[0] if reader.problems else "no manifest"))
+    return reader.manifest_bytes
 
 
 @dataclass(frozen=True)
@@ -256,7 +328,7 @@ def cleanup_backups(
             except (IntegrityError, NotFoundError):
                 not_ours.append(bf.path)
                 continue
-            if meta.get("backup_type") != BACKUP_TYPES[kind]:
+            if meta.get("backup_type") not in BACKUP_TYPES[kind]:
                 not_ours.append(bf.path)
                 continue
             confirmed.append((bf.path, bf.timestamp))

@@ -31,14 +31,16 @@ from .errors import BackupError, LockedError, NotABackupError, NotFoundError
 __all__ = ["BackupFile", "BackupStore", "parse_backup_name"]
 
 _NAME_RE = re.compile(
-    r"^(?P<name>.+)_(?P<kind>project|db)_(?P<ts>\d{8}_\d{6})(?:_(?P<seq>\d+))?(?P<ext>\.tar(?:\.gz|\.zst)?)$"
+    r"^(?P<name>.+)_(?P<kind>project|db)_(?P<ts>\d{8}_\d{6})(?:_(?P<seq>\d+))?(?P<incr>_incr)?"
+    r"(?P<ext>\.tar(?:\.gz|\.zst)?)(?P<age>\.age)?$"
 )
+INCR_TAG = "_incr"
 _EXT_COMPRESSION = {".tar.gz": "gzip", ".tar.zst": "zstd", ".tar": "none"}
 TMP_PREFIX = ".tmp-"
 TMP_SUFFIX = ".partial"
 INDEX_SUFFIX = ".index.json"
 LOCK_NAME = ".backup.lock"
-BACKUP_TYPES = {"project": "project_full", "db": "database"}  # store kind -> metadata backup_type
+BACKUP_TYPES = {"project": ("project_full", "project_incremental"), "db": ("database",)}  # store kind -> metadata backup_types
 
 
 def default_backup_dir(root: str, kind: str) -> str:
@@ -55,6 +57,8 @@ class BackupFile:
     seq: int
     compression: str
     size: int
+    incremental: bool = False
+    encrypted: bool = False
 
     @property
     def sort_key(self) -> tuple:
@@ -75,6 +79,8 @@ def parse_backup_name(filename: str) -> dict | None:
         "timestamp": ts,
         "seq": int(m["seq"] or 0),
         "compression": _EXT_COMPRESSION[m["ext"]],
+        "incremental": bool(m["incr"]),
+        "encrypted": bool(m["age"]),
     }
 
 
@@ -184,18 +190,24 @@ class BackupStore:
         os.mkdir(path, 0o700)
         return path
 
-    def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None, keep_records: bool = False) -> tuple[str, dict]:
+    def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None,
+                      keep_records: bool = False, incremental=None, manifest_cache=None) -> tuple[str, dict]:
         """Archive ``entries`` of ``root`` into a new backup, atomically.
 
         ``metadata_for(report, writer)`` returns the metadata once every
-        entry is written (and hashed).  Call with the lock held.
+        entry is written (and hashed).  ``incremental``: an
+        ``archive.writer.Incremental`` (only what changed is stored, and the
+        name gets ``_incr``).  ``manifest_cache``: where the manifest is kept
+        for the next incremental.  Call with the lock held.
         """
         from . import archive as _archive
 
         suffix = _archive.COMPRESSIONS[compression][0]
+        tag = INCR_TAG if incremental is not None else ""
         try:
             with self.temp_file(f"{name}_{self.kind}{suffix}") as (fd, tmp):
-                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress, keep_records=keep_records)
+                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress,
+                                                keep_records=keep_records, incremental=incremental)
                 try:
                     for entry in entries:
                         writer.add(root, entry)
@@ -209,18 +221,24 @@ class BackupStore:
                     raise
                 os.fsync(fd)
                 os.close(fd)
-                final = self.place(tmp, name, now, suffix)
+                final = self.place(tmp, name, now, tag + suffix)
         except OSError as exc:
             if is_disk_full(exc):
                 raise BackupError(f"disk full while writing to {self.directory}: the partial archive was removed, earlier backups are untouched") from None
             raise BackupError(f"backup failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or self.directory})") from None
         self.write_index(final, metadata)
+        if manifest_cache is not None:
+            manifest_cache.put(final, writer.compressed_manifest, manifest_sha)
         return final, metadata
 
     def place(self, tmp: str, name: str, stamp: _dt.datetime, suffix: str) -> str:
-        """Link the finished temp file to its final, never-overwriting name."""
+        """Link the finished temp file to its final, never-overwriting name
+        (``suffix`` may start with ``_incr``: the sequence number goes before it)."""
         base = f"{name}_{self.kind}_{stamp:%Y%m%d_%H%M%S}"
-        seq = 0
+        # A full and an incremental of the same second must not share a
+        # sequence number: (time, seq) orders the backups.
+        taken = [b.seq for b in self.backups(name=name) if b.timestamp == stamp.replace(microsecond=0)]
+        seq = max(taken) + 1 if taken else 0
         while True:
             final = os.path.join(self.directory, f"{base}{'_' + str(seq) if seq else ''}{suffix}")
             try:
@@ -262,7 +280,8 @@ class BackupStore:
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue
-            out.append(BackupFile(entry.path, info["name"], info["kind"], info["timestamp"], info["seq"], info["compression"], st.st_size))
+            out.append(BackupFile(entry.path, info["name"], info["kind"], info["timestamp"], info["seq"], info["compression"], st.st_size,
+                                  info["incremental"], info["encrypted"]))
         out.sort(key=lambda b: b.sort_key, reverse=True)
         return out
 

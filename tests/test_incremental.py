@@ -1,0 +1,267 @@
+"""Incremental creates: what goes into the tar, what the manifest says, the
+chain policy, and the parent choice."""
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import time
+
+import pytest
+
+from backup_lib.project import create_backup
+from conftest import write_tree
+
+
+def members(path):
+    with tarfile.open(path) as tf:
+        return [m.name.rstrip("/") for m in tf.getmembers()][:-2]
+
+
+def manifest(path):
+    with tarfile.open(path) as tf:
+        names = tf.getnames()
+        assert names[-2:] == ["backup_manifest.jsonl", "backup_metadata.json"]
+        data = tf.extractfile(tf.getmember("backup_manifest.jsonl")).read()
+        meta = json.loads(tf.extractfile(tf.getmember("backup_metadata.json")).read())
+    return {r["path"]: r for r in map(json.loads, data.decode().splitlines())}, meta
+
+
+def age(root, seconds=10):
+    """Push every mtime/ctime of the tree into the past, as if the files
+    were written well before the parent backup (mtime only: ctime cannot be
+    set, so the parent is made after a pause instead)."""
+    past = time.time() - seconds
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            os.utime(os.path.join(dirpath, n), (past, past), follow_symlinks=False)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "app"
+    write_tree(root, {
+        "app/__init__.py": "init\n",
+        "app/models.py": "models\n" * 100,
+        "app/views.py": "views\n",
+        "static/app.js": "js\n",
+        "docs/a.md": "a\n",
+        "docs/old/b.md": "b\n",
+        "keep.txt": "keep\n",
+        "empty/": None,
+    })
+    os.symlink("app/models.py", root / "link")
+    os.link(root / "keep.txt", root / "keep-hard.txt")
+    return root
+
+
+def make(root, tmp_path, **kw):
+    kw.setdefault("backup_dir", str(tmp_path / "bk"))
+    kw.setdefault("cache_dir", str(tmp_path / "cache"))
+    return create_backup(str(root), **kw)
+
+
+def test_unchanged_tree_gives_an_empty_incremental_with_the_whole_manifest(tree, tmp_path):
+    full = make(tree, tmp_path)
+    time.sleep(0.05)
+    inc = make(tree, tmp_path, incremental="true")
+    assert inc.backup_path.endswith("_incr.tar.gz") and not inc.warnings
+    meta = inc.metadata
+    assert meta["backup_type"] == "project_incremental"
+    assert meta["parent"] == {"name": os.path.basename(full.backup_path), "metadata_sha256": full.metadata["metadata_sha256"]}
+    assert meta["base"]["name"] == os.path.basename(full.backup_path) and meta["chain_depth"] == 1
+    assert meta["project_hash"] == full.metadata["project_hash"]
+    assert meta["total_files"] == full.metadata["total_files"] and meta["total_size"] == full.metadata["total_size"]
+    # Files written within the racy window are read and hashed, but equal content is not stored again.
+    assert members(inc.backup_path) == []
+    recs, _ = manifest(inc.backup_path)
+    full_recs, _ = manifest(full.backup_path)
+    assert {p: (r["type"], r.get("sha256"), r.get("target")) for p, r in recs.items()} == \
+        {p: (r["type"], r.get("sha256"), r.get("target")) for p, r in full_recs.items()}
+    assert meta["changes"]["new"] == 0 and meta["changes"]["modified"] == 0 and meta["changes"]["removed"] == 0
+    assert meta["changes"]["unchanged"] == len(recs)
+
+
+def test_changes_of_every_kind(tree, tmp_path):
+    age(tree)
+    make(tree, tmp_path)
+    (tree / "app" / "views.py").write_text("views changed\n")  # modified
+    (tree / "new.txt").write_text("new\n")  # new
+    os.chmod(tree / "static" / "app.js", 0o755)  # mode only
+    os.unlink(tree / "link")
+    os.symlink("app/views.py", tree / "link")  # retargeted
+    shutil.rmtree(tree / "docs")  # a whole folder removed
+    os.rename(tree / "app" / "__init__.py", tree / "app" / "init_renamed.py")  # a rename
+    (tree / "newdir" / "sub").mkdir(parents=True)  # new empty folders
+    inc = make(tree, tmp_path, incremental=True)
+    got = members(inc.backup_path)
+    assert sorted(got) == sorted(["app/init_renamed.py", "app/views.py", "link", "new.txt", "newdir", "newdir/sub", "static/app.js"]), got
+    recs, meta = manifest(inc.backup_path)
+    assert "docs/a.md" not in recs and "docs" not in recs and "app/__init__.py" not in recs
+    assert recs["link"]["target"] == "app/views.py"
+    assert recs["static/app.js"]["mode"] == 0o755
+    assert recs["keep.txt"]["type"] == "hardlink" and recs["keep.txt"]["target"] == "keep-hard.txt"  # "-" sorts before "."
+    ch = meta["changes"]
+    assert ch["removed"] == 5  # docs, docs/a.md, docs/old, docs/old/b.md, app/__init__.py
+    assert ch["new"] == 4 and ch["modified"] == 3  # new.txt, newdir, newdir/sub, init_renamed; views, app.js, link
+    # project_hash equals a full backup's of the same tree, whatever the chain.
+    full_again = make(tree, tmp_path, backup_dir=str(tmp_path / "other"))
+    assert meta["project_hash"] == full_again.metadata["project_hash"]
+
+
+def test_an_edit_within_the_same_second_is_not_missed(tree, tmp_path):
+    """Same size, same mtime (set back by hand), new content: the ctime or
+    the racy rule catches it."""
+    make(tree, tmp_path)
+    f = tree / "app" / "views.py"
+    st = f.stat()
+    f.write_text("VIEWS\n")  # same length as "views\n"
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    inc = make(tree, tmp_path, incremental="true")
+    assert "app/views.py" in members(inc.backup_path)
+    recs, _ = manifest(inc.backup_path)
+    assert recs["app/views.py"]["sha256"] == hashlib.sha256(b"VIEWS\n").hexdigest()
+
+
+def opened_during(root, fn):
+    """Names of the files under ``root`` opened while ``fn`` runs (inotify
+    IN_OPEN on every folder), and fn's result."""
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    if fd < 0:
+        pytest.skip("inotify is not available")
+    IN_OPEN = 0x20
+    watches = {}
+    try:
+        for dirpath, _dirs, _files in os.walk(root):
+            wd = libc.inotify_add_watch(fd, os.fsencode(dirpath), IN_OPEN)
+            watches[wd] = os.path.relpath(dirpath, root)
+        result = fn()
+        opened = set()
+        while True:
+            try:
+                buf = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            at = 0
+            while at < len(buf):
+                wd, mask, _cookie, size = struct.unpack_from("iIII", buf, at)
+                name = buf[at + 16: at + 16 + size].rstrip(b"\0").decode()
+                at += 16 + size
+                if name and mask & IN_OPEN:
+                    opened.add(os.path.normpath(os.path.join(watches[wd], name)))
+        return opened, result
+    finally:
+        os.close(fd)
+
+
+def settled(root):
+    """Every file's times safely before the next backup's start: older
+    ones are trusted on lstat, newer ones re-read (the racy window)."""
+    age(root, 30)
+    time.sleep(2.1)  # ctime cannot be set back: wait for it to leave the window
+
+
+def test_unchanged_files_are_never_opened(tree, tmp_path):
+    settled(tree)
+    make(tree, tmp_path)
+    (tree / "app" / "views.py").write_text("changed\n")
+    opened, inc = opened_during(tree, lambda: make(tree, tmp_path, incremental="true"))
+    assert inc.metadata["backup_type"] == "project_incremental"
+    files = {p for p in opened if (tree / p).is_file()}
+    assert files == {"app/views.py"}, files  # the one changed file; .gitignore files would show up too
+    # A full backup opens every file: the watch does see opens.
+    opened, _ = opened_during(tree, lambda: make(tree, tmp_path, full=True))
+    assert {"app/models.py", "keep.txt", "static/app.js"} <= opened
+
+
+def test_rehash_stores_only_what_differs(tree, tmp_path):
+    settled(tree)
+    make(tree, tmp_path)
+    f = tree / "app" / "models.py"
+    st = f.stat()
+    data = f.read_bytes()
+    f.write_bytes(data.replace(b"models", b"MODELS", 1))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    plain = make(tree, tmp_path, incremental="true")
+    # ctime gives the edit away even with the old mtime; --rehash reads everything and stores the same.
+    assert members(plain.backup_path) == ["app/models.py"]
+    again = make(tree, tmp_path, incremental="true", rehash=True)
+    assert members(again.backup_path) == [] and again.metadata["rehash"] is True
+
+
+def test_no_parent_unusable_parent_and_full(tree, tmp_path):
+    first = make(tree, tmp_path, incremental="true")
+    assert first.metadata["backup_type"] == "project_full"
+    assert first.warnings and "no earlier backup" in first.warnings[0]
+    auto = make(tree, tmp_path / "auto", incremental="auto", backup_dir=str(tmp_path / "auto-bk"))
+    assert auto.metadata["backup_type"] == "project_full" and auto.warnings == ()  # auto: nothing to say
+    forced = make(tree, tmp_path, incremental="true", full=True)
+    assert forced.metadata["backup_type"] == "project_full" and not forced.backup_path.endswith("_incr.tar.gz")
+    # The newest backup damaged and no cache: the next readable one is the parent.
+    shutil.rmtree(tmp_path / "cache")
+    data = bytearray(open(forced.backup_path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(forced.backup_path, "wb").write(bytes(data))
+    inc = make(tree, tmp_path, incremental="true")
+    assert inc.metadata["backup_type"] == "project_incremental"
+    assert inc.metadata["parent"]["name"] == os.path.basename(first.backup_path)
+
+
+def test_chain_policy(tree, tmp_path):
+    make(tree, tmp_path)
+    for depth in (1, 2):
+        inc = make(tree, tmp_path, incremental="true", max_chain=2)
+        assert inc.metadata["chain_depth"] == depth
+    third = make(tree, tmp_path, incremental="true", max_chain=2)
+    assert third.metadata["backup_type"] == "project_full"
+    assert third.warnings and "backup.max_chain 2" in third.warnings[0]
+    # A chain whose full backup is older than full_every_days ends.
+    inc = make(tree, tmp_path, incremental="true", full_every_days=0)
+    assert inc.metadata["backup_type"] == "project_full" and "full_every_days 0" in inc.warnings[0]
+
+
+def test_parent_from_a_newer_format_is_not_used(tree, tmp_path):
+    full = make(tree, tmp_path)
+    index = full.backup_path + ".index.json"
+    data = json.load(open(index))
+    data["metadata"]["format_version"] = 99
+    json.dump(data, open(index, "w"))
+    inc = make(tree, tmp_path, incremental="true")
+    assert inc.metadata["backup_type"] == "project_full" and "newer format" in inc.warnings[0]
+
+
+def test_without_the_cache_the_manifest_is_read_from_the_parent(tree, tmp_path):
+    full = make(tree, tmp_path)
+    shutil.rmtree(tmp_path / "cache")
+    inc = make(tree, tmp_path, incremental="true")
+    assert inc.metadata["parent"]["name"] == os.path.basename(full.backup_path)
+    assert inc.metadata["project_hash"] == full.metadata["project_hash"]
+
+
+def test_names_sort_and_parse(tree, tmp_path):
+    from backup_lib.store import BackupStore, parse_backup_name
+
+    make(tree, tmp_path)
+    make(tree, tmp_path, incremental="true")
+    make(tree, tmp_path, incremental="true")
+    listed = BackupStore(str(tmp_path / "bk"), "project").backups()
+    assert [b.incremental for b in listed] == [True, True, False]
+    info = parse_backup_name("myapp_project_20261129_020000_1_incr.tar.zst.age")
+    assert info["seq"] == 1 and info["incremental"] and info["encrypted"] and info["compression"] == "zstd"
+    assert parse_backup_name("myapp_project_20261129_020000.tar.gz")["incremental"] is False
+
+
+def test_a_new_hard_link_to_an_old_file_stores_the_group(tree, tmp_path):
+    settled(tree)
+    make(tree, tmp_path)
+    os.link(tree / "app" / "views.py", tree / "views-link.py")
+    inc = make(tree, tmp_path, incremental="true")
+    got = members(inc.backup_path)
+    assert "app/views.py" in got and "views-link.py" in got
+    with tarfile.open(inc.backup_path) as tf:
+        assert tf.getmember("views-link.py").islnk() and tf.getmember("views-link.py").linkname == "app/views.py"
