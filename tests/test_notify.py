@@ -344,3 +344,31 @@ def test_message_and_url_description_are_pure():
     assert describe_url("mailtos://user:pw@smtp.gmail.com:587?to=x@y.org") == "mailtos://smtp.gmail.com:587/…"
     assert describe_url("slack://TokenA/TokenB/TokenC") == "slack://…"
     assert describe_url("https://hc-ping.com/5f1e-uuid") == "https://hc-ping.com/…"
+
+
+def test_monitored_records_a_bad_notify_section_as_a_usage_error(tmp_path):
+    from backup_lib.monitor import monitored
+
+    hist = tmp_path / "h.jsonl"
+    ran = []
+    with pytest.raises(UsageError) as info:
+        with monitored("backup.create", history_file=str(hist), project="demo", notify_section={"when": True}):
+            ran.append(1)
+    assert ran == [] and info.value.exit_code == 2
+    (rec,) = read_history(str(hist))
+    assert rec["exit_code"] == 2 and "notify.when" in rec["error"]
+
+
+def test_monitored_masks_dotenv_and_url_secrets_in_history_and_message(tmp_path, http):
+    from backup_lib.monitor import monitored
+
+    (tmp_path / ".env").write_text("SECRET_KEY=django-insecure-zyxwvu\n")
+    url = f"json://hookuser:hookpassw0rd@127.0.0.1:{http.port}/h"
+    hist = tmp_path / "h.jsonl"
+    with pytest.raises(NotFoundError):
+        with monitored("db.backup", history_file=str(hist), project="demo", root=str(tmp_path), environ={},
+                       notify_section={"urls": [url]}, warn=pytest.fail):
+            raise NotFoundError(f"saw django-insecure-zyxwvu and hookpassw0rd in {url}")
+    text = hist.read_text() + http.requests[0].body.decode()
+    assert "django-insecure-zyxwvu" not in text and "hookpassw0rd" not in text
+    assert read_history(str(hist))[0]["task"] == "db.backup"

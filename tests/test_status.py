@@ -318,3 +318,23 @@ def test_status_over_real_backup_sets_and_history(tmp_path):
     append_record(hist, {**read_history(hist)[-1], "task": "backup.create", "outcome": "failure", "exit_code": 1, "error": "disk full"})
     rep = evaluate({"project": rows}, read_history(hist), now=now, kinds=["project"])
     assert rep["status"] == "failed" and "disk full" in render_status(rep)
+
+
+def test_gather_status_lists_both_kinds_and_reads_the_history(tmp_path):
+    from conftest import write_tree
+
+    from backup_lib.history import history_path
+    from backup_lib.monitor import gather_status, monitored
+
+    root = tmp_path / "app"
+    write_tree(root, {"a.py": "a\n", "b.py": "b\n"})
+    pdir, ddir = root / "backups" / "project", root / "backups" / "db"
+    hist = history_path(str(pdir))
+    with monitored("backup.create", history_file=hist, project="app", root=str(root)) as r:
+        res = create_backup(str(root), backup_dir=str(pdir), name="app")
+        r.archive(res.backup_path, files=res.metadata["total_files"])
+    rep = gather_status({"project": str(pdir), "db": str(ddir)}, hist, project="app", kinds=["project", "db"],
+                        thresholds=thresholds_from_config({"verify_max_age": "off"}))
+    assert hist == str(root / "backups" / "history.jsonl")
+    assert rep["kinds"]["project"]["newest"]["files"] == 2 and rep["kinds"]["project"]["last_success_run"]["files"] == 2
+    assert [(p["kind"], p["code"]) for p in rep["problems"]] == [("db", "missing")] and rep["exit_code"] == 13
