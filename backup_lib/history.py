@@ -162,9 +162,12 @@ def append_record(path: str, record: dict, *, max_bytes: int = MAX_BYTES, trim_t
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    # A trim holds the lock exclusively; waiting past LOCK_WAIT (a stuck
-    # process) we append anyway: a line at risk beats a line never written.
-    with _locked(path, fcntl.LOCK_SH):
+    # Appends take the lock exclusively, as a trim does: the check for a torn
+    # last line reads the file's end, which another writer's append in
+    # progress could show half-written (ext4 grows the size page by page).
+    # Waiting past LOCK_WAIT (a stuck process) we append anyway: a line at
+    # risk beats a line never written.
+    with _locked(path, fcntl.LOCK_EX):
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
