@@ -31,9 +31,9 @@ Concurrency and size:
 * an append is ONE ``write(2)`` of a whole line on an ``O_APPEND`` file, and
   a line is at most :data:`MAX_LINE` bytes (the error is shortened to fit),
   so lines from concurrent tasks never interleave;
-* appenders hold a shared ``flock`` on ``history.jsonl.lock``; past
+* appenders hold an exclusive ``flock`` on ``history.jsonl.lock``; past
   :data:`MAX_BYTES` (1 MB, about 4,000 runs) the appender that noticed takes
-  it exclusively and rewrites the newest :data:`TRIM_TO` bytes of whole
+  it again and rewrites the newest :data:`TRIM_TO` bytes of whole
   lines to a temp file that replaces the history by ``rename(2)``: no
   append is lost to the swap and a reader sees the old file or the new one;
 * reading skips a torn or garbage line, and an append after a torn line
