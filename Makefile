@@ -68,7 +68,7 @@ backup-all: $(STAMP) ## Back up the database, then the project
 test: $(STAMP) ## Run the test suite
 	@$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
-bench: $(STAMP) ## Run the benchmark (writes bench/RESULTS.md and bench/results.json)
+bench: $(STAMP) ## Run the benchmark (a full run writes bench/RESULTS.md; ARGS="--scales a" writes bench/work/)
 	@$(BIN)/python bench/run.py $(ARGS)
 
 clean: ## Remove .venv, caches and build leftovers (not backups)
