@@ -1,10 +1,10 @@
 """Invoke tasks: `invoke --list`, `invoke --help backup.create`.
 
-Thin by design: each task reads its configuration and flags, calls one
-backup_lib function, prints the result (human or --json) and turns the
-library's errors into exit codes at one boundary (`_run`).  Defaults live in
-`ns.configure` and can be overridden in invoke.yaml or INVOKE_BACKUP_* /
-INVOKE_DB_* variables.
+Thin by design: each task validates its settings and flags in one call
+(`_settings`, over the schema in backup_lib/config.py), calls one backup_lib
+function, prints the result (human or --json) and turns the library's errors
+into exit codes at one boundary (`_run`).  Defaults live in the schema; an
+invoke.yaml, INVOKE_BACKUP_* / INVOKE_DB_* variables and flags override them.
 """
 
 from __future__ import annotations
@@ -44,30 +44,61 @@ def _run(fn):
     return wrapper
 
 
-def _conf(c, section: str, key: str, value=None):
-    """A flag's value when given, else its configuration default."""
-    if value not in (None, [], ""):
-        return value
-    return c.config.get(section, {}).get(key)
+# ------------------------------------------------------------------- settings
+
+# INVOKE_BACKUP_* / INVOKE_DB_* variables taken out of os.environ when the
+# invoke command loads this file (see _take_environment).
+_ENV_TAKEN: dict[str, str] = {}
+_WARNED: set[str] = set()
 
 
-def _root(c, project_root) -> str:
-    return os.path.abspath(_conf(c, "backup", "project_root", project_root) or HERE)
+def _settings(c, **flags) -> dict:
+    """Every setting, validated (exit 2 naming the culprit); ``flags`` is
+    {section: {"--flag": value}} for this task's flags that set one."""
+    from backup_lib.config import EnvSource, resolve
+
+    values, warnings = resolve([*_file_sources(c, ("system", "user", "project")), EnvSource(_environment()),
+                                *_file_sources(c, ("runtime",))], flags)
+    for text in warnings:
+        if text not in _WARNED:  # once per run, also when one run calls several tasks
+            _WARNED.add(text)
+            _warn(text)
+    return values
 
 
-def _dir(c, section: str, root: str, backup_dir) -> str:
+def _file_sources(c, levels):
+    """The config files Invoke loaded, each with its data, in Invoke's order."""
+    from backup_lib.config import FileSource
+
+    for level in levels:
+        path = getattr(c.config, f"_{level}_path", None)
+        if path:
+            yield FileSource(path, getattr(c.config, f"_{level}", None))
+
+
+def _environment() -> dict[str, str]:
+    from backup_lib.config import env_prefixes
+
+    prefixes = env_prefixes()
+    return {**_ENV_TAKEN, **{k: v for k, v in os.environ.items() if k.startswith(prefixes)}}
+
+
+def _root(s) -> str:
+    return os.path.abspath(s["backup"]["project_root"] or HERE)
+
+
+def _dir(s, section: str, root: str) -> str:
     from backup_lib.store import default_backup_dir
 
-    value = _conf(c, section, "backup_dir", backup_dir)
+    value = s[section]["backup_dir"]
     kind = "project" if section == "backup" else "db"
     return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
 
 
-def _list(c, section: str, key: str, flag_values) -> list[str]:
-    configured = c.config.get(section, {}).get(key) or []
-    if isinstance(configured, str):
-        configured = [configured]
-    return [*configured, *(flag_values or [])]
+def _archive(backup_path, backup_dir: str) -> str:
+    from backup_lib.project import resolve_backup_path
+
+    return resolve_backup_path(backup_path, backup_dir)
 
 
 def _out(text: str) -> None:
@@ -117,24 +148,27 @@ def _incomplete(message: str):
 def create(c, project_root=None, backup_dir=None, no_compress=False, compression=None, exclude=None, include=None,
            no_default_excludes=False, dry_run=False, json_=False):
     """Back up the project tree as git sees it, into one standard archive."""
-    from backup_lib.project import create_backup, normalize_compression
+    from backup_lib.project import create_backup
     from backup_lib.report import human_size
 
-    root = _root(c, project_root)
-    cfg = c.config.get("backup", {})
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
+                             "--compression": compression, "--exclude": exclude, "--include": include,
+                             "--no-default-excludes": no_default_excludes})
+    cfg = s["backup"]
+    root = _root(s)
     result = create_backup(
         root,
-        backup_dir=_dir(c, "backup", root, backup_dir),
-        name=cfg.get("name"),
-        compression=normalize_compression(_conf(c, "backup", "compression", compression), no_compress=no_compress),
-        include=_list(c, "backup", "include", include),
-        exclude=_list(c, "backup", "exclude", exclude),
-        default_excludes=bool(cfg.get("default_excludes", True)) and not no_default_excludes,
-        db_path=c.config.get("db", {}).get("path"),
-        other_backup_dirs=[_dir(c, "db", root, None)],
-        environment=cfg.get("environment"),
+        backup_dir=_dir(s, "backup", root),
+        name=cfg["name"],
+        compression=cfg["compression"],
+        include=cfg["include"],
+        exclude=cfg["exclude"],
+        default_excludes=cfg["default_excludes"],
+        db_path=s["db"]["path"],
+        other_backup_dirs=[_dir(s, "db", root)],
+        environment=cfg["environment"],
         dry_run=dry_run,
-        lock_timeout=float(cfg.get("lock_timeout", 10)),
+        lock_timeout=cfg["lock_timeout"],
         progress=None if dry_run else _progress("backup"),
     )
     meta = result.metadata
@@ -164,24 +198,31 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
 @_run
 def list_(c, project_root=None, backup_dir=None, json_=False):
     """List project backups, newest first (reads the small index beside each archive)."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    _list_backups(_dir(s, "backup", _root(s)), "project", json_)
+
+
+def _list_backups(bdir: str, kind: str, json_: bool) -> None:
     from backup_lib.project import list_backups
     from backup_lib.report import render_list
 
-    root = _root(c, project_root)
-    rows = [b.summary() for b in list_backups(_dir(c, "backup", root, backup_dir))]
+    rows = [b.summary() for b in list_backups(bdir, kind=kind)]
     _json(rows) if json_ else _out(render_list(rows))
 
 
 @task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
-            "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
+             "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Show a backup's metadata."""
-    from backup_lib.project import backup_info, resolve_backup_path
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    _show_info(_archive(backup_path, _dir(s, "backup", _root(s))), json_)
+
+
+def _show_info(path: str, json_: bool) -> None:
+    from backup_lib.project import backup_info
     from backup_lib.report import render_metadata
 
-    root = _root(c, project_root)
-    path = resolve_backup_path(backup_path, _dir(c, "backup", root, backup_dir))
     meta = backup_info(path)
     _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
 
@@ -204,11 +245,11 @@ def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
 def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, include=None,
             allow_outside_links=False, project_root=None, backup_dir=None, json_=False):
     """Verify a backup and restore it into an empty (or --force'd) directory."""
-    from backup_lib.project import resolve_backup_path, restore_backup
+    from backup_lib.project import restore_backup
 
-    root = _root(c, project_root)
-    path = resolve_backup_path(backup_path, _dir(c, "backup", root, backup_dir))
-    target = _conf(c, "backup", "restore_target", target_path) or "restored_project"
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--target-path": target_path})
+    path = _archive(backup_path, _dir(s, "backup", _root(s)))
+    target = s["backup"]["restore_target"] or "restored_project"
     result = restore_backup(path, target, force=force, dry_run=dry_run, include=include or [],
                             allow_outside_links=allow_outside_links, progress=None if dry_run else _progress("restore"))
     _print_restore(result, json_)
@@ -236,15 +277,15 @@ def _print_restore(result, json_):
 
 
 @task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
-            "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def verify(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Check archives end to end: structure, every member's SHA-256, project_hash."""
-    from backup_lib.project import resolve_backup_path, verify_backups
+    from backup_lib.project import verify_backups
 
-    root = _root(c, project_root)
-    bdir = _dir(c, "backup", root, backup_dir)
-    paths = [resolve_backup_path(backup_path, bdir)] if backup_path else []
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    bdir = _dir(s, "backup", _root(s))
+    paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(verify_backups(bdir, paths, kind="project"), json_)
 
 
@@ -264,24 +305,29 @@ def _print_verify(reports, json_):
 
 
 @task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
-            "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
-            "dry_run": "delete nothing; say what would be deleted",
-            "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+             "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
+             "dry_run": "delete nothing; say what would be deleted",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
     """Delete old backups by age and count; the newest is always kept."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir,
+                             "--retention-days": retention_days, "--max-backups": max_backups})
+    root = _root(s)
+    _cleanup(s, "backup", root, _dir(s, "backup", root), dry_run, json_)
+
+
+def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
     from backup_lib.project import cleanup_backups
 
-    root = _root(c, project_root)
-    cfg = c.config.get("backup", {})
     result = cleanup_backups(
-        _dir(c, "backup", root, backup_dir),
-        kind="project",
-        name=cfg.get("name") or os.path.basename(root),
-        retention_days=_conf(c, "backup", "retention_days", retention_days),
-        max_backups=_conf(c, "backup", "max_backups", max_backups),
+        bdir,
+        kind="project" if section == "backup" else "db",
+        name=s["backup"]["name"] or os.path.basename(root),
+        retention_days=s[section]["retention_days"],
+        max_backups=s[section]["max_backups"],
         dry_run=dry_run,
-        lock_timeout=float(cfg.get("lock_timeout", 10)),
+        lock_timeout=s["backup"]["lock_timeout"],
     )
     _print_cleanup(result, json_)
 
@@ -306,34 +352,36 @@ def _print_cleanup(result, json_):
 DB_PATH_HELP = "the SQLite file (default: config db.path, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db under the root)"
 
 
-def _db_common(c, project_root, backup_dir):
-    root = _root(c, project_root)
-    return root, _dir(c, "db", root, backup_dir)
+def _db_settings(c, project_root, backup_dir, **db_flags):
+    """The settings, the root and the database backup dir, for the db.* tasks."""
+    s = _settings(c, backup={"--project-root": project_root}, db={"--backup-dir": backup_dir, **db_flags})
+    root = _root(s)
+    return s, root, _dir(s, "db", root)
 
 
 @task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
-                           "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
-                           "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+                            "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
+                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, project_root=None, backup_dir=None, json_=False):
     """Snapshot the live SQLite database consistently, check it, and archive it with an SQL dump."""
     from backup_lib.database import db_backup
-    from backup_lib.project import normalize_compression
     from backup_lib.report import human_size
 
-    root, bdir = _db_common(c, project_root, backup_dir)
-    cfg = c.config.get("db", {})
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path, "--no-sql-dump": no_sql_dump,
+                                                                 "--no-compress": no_compress, "--compression": compression})
+    cfg = s["db"]
     result = db_backup(
         root,
-        db_path=_conf(c, "db", "path", db_path),
+        db_path=cfg["path"],
         backup_dir=bdir,
-        skip_dirs=[_dir(c, "backup", root, None)],
-        name=c.config.get("backup", {}).get("name"),
-        compression=normalize_compression(_conf(c, "db", "compression", compression), no_compress=no_compress),
-        sql_dump=bool(cfg.get("sql_dump", True)) and not no_sql_dump,
-        environment=c.config.get("backup", {}).get("environment"),
-        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
-        busy_timeout=float(cfg.get("busy_timeout", 5)),
+        skip_dirs=[_dir(s, "backup", root)],
+        name=s["backup"]["name"],
+        compression=cfg["compression"],
+        sql_dump=cfg["sql_dump"],
+        environment=s["backup"]["environment"],
+        lock_timeout=s["backup"]["lock_timeout"],
+        busy_timeout=cfg["busy_timeout"],
         progress=_progress("db backup"),
     )
     meta = result.metadata
@@ -349,57 +397,46 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
 @_run
 def db_list(c, project_root=None, backup_dir=None, json_=False):
     """List database backups, newest first."""
-    from backup_lib.project import list_backups
-    from backup_lib.report import render_list
-
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    rows = [b.summary() for b in list_backups(bdir, kind="db")]
-    _json(rows) if json_ else _out(render_list(rows))
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    _list_backups(bdir, "db", json_)
 
 
 @task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
-                         "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
+                          "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Show a database backup's metadata."""
-    from backup_lib.project import backup_info, resolve_backup_path
-    from backup_lib.report import render_metadata
-
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    path = resolve_backup_path(backup_path, bdir)
-    meta = backup_info(path)
-    _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    _show_info(_archive(backup_path, bdir), json_)
 
 
 @task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
-                           "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+                            "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
     from backup_lib.database import db_verify
-    from backup_lib.project import resolve_backup_path
 
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    paths = [resolve_backup_path(backup_path, bdir)] if backup_path else []
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(db_verify(bdir, paths), json_)
 
 
 @task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
-                            "from_sql": "rebuild from the SQL dump instead of the snapshot",
-                            "force": "restore even while another connection holds a write transaction (never skips verification)",
-                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+                             "from_sql": "rebuild from the SQL dump instead of the snapshot",
+                             "force": "restore even while another connection holds a write transaction (never skips verification)",
+                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
     """Verify a database backup, take a safety backup, and swap the restored file into place."""
     from backup_lib.database import db_restore
-    from backup_lib.project import resolve_backup_path
 
-    root, bdir = _db_common(c, project_root, backup_dir)
-    path = resolve_backup_path(backup_path, bdir)
-    cfg = c.config.get("db", {})
-    result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
-                        skip_dirs=[_dir(c, "backup", root, None)], name=c.config.get("backup", {}).get("name"),
-                        from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path})
+    path = _archive(backup_path, bdir)
+    result = db_restore(path, root=root, db_path=s["db"]["path"], backup_dir=bdir,
+                        skip_dirs=[_dir(s, "backup", root)], name=s["backup"]["name"],
+                        from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
+                        lock_timeout=s["backup"]["lock_timeout"])
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
                "from_sql": result.from_sql, "tables": result.tables})
@@ -410,59 +447,63 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
 
 
 @task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
-                            "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
-                            "dry_run": "delete nothing; say what would be deleted",
-                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+                             "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
+                             "dry_run": "delete nothing; say what would be deleted",
+                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
     """Delete old database backups (safety backups count); the newest is always kept."""
-    from backup_lib.project import cleanup_backups
-
-    root, bdir = _db_common(c, project_root, backup_dir)
-    result = cleanup_backups(
-        bdir,
-        kind="db",
-        name=c.config.get("backup", {}).get("name") or os.path.basename(root),
-        retention_days=_conf(c, "db", "retention_days", retention_days),
-        max_backups=_conf(c, "db", "max_backups", max_backups),
-        dry_run=dry_run,
-        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
-    )
-    _print_cleanup(result, json_)
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--retention-days": retention_days, "--max-backups": max_backups})
+    _cleanup(s, "db", root, bdir, dry_run, json_)
 
 
 backup = Collection("backup", create, list_, info, restore, verify, cleanup)
-backup.configure({
-    "backup": {
-        "project_root": None,
-        "backup_dir": None,
-        "name": None,
-        "compression": "gz",
-        "include": [],
-        "exclude": [],
-        "default_excludes": True,
-        "retention_days": 30,
-        "max_backups": 5,
-        "lock_timeout": 10,
-        "environment": None,
-        "restore_target": None,
-    },
-})
-
 db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup)
-db.configure({
-    "db": {
-        "path": None,
-        "backup_dir": None,
-        "compression": "gz",
-        "sql_dump": True,
-        "retention_days": 30,
-        "max_backups": 5,
-        "busy_timeout": 5,
-        "restore_lock_wait": 2,
-    },
-})
-
+# No configuration of ours goes into Invoke (ns.configure): the defaults live
+# in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string
+# by a default's type.
 ns = Collection(backup, db)
-ns.configure(backup.configuration())
-ns.configure(db.configuration())
+
+
+# ----------------------------------------------------------------- start-up
+#
+# The invoke command imports this file before it reads INVOKE_* variables,
+# so what Invoke should not see can be taken out of its sight here.
+
+
+def _preflight() -> None:
+    program = _loading_program()
+    if program is None:  # imported by Python code (tests, scripts), not by the invoke command
+        return
+    _take_environment()
+
+
+def _loading_program():
+    """The invoke.Program importing this file: it is on the call stack (Program.load_collection)."""
+    from invoke import Program
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Program):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _take_environment() -> None:
+    """Take INVOKE_BACKUP_* / INVOKE_DB_* out of Invoke's sight.
+
+    Invoke casts such a variable by the type of the value a config file gives
+    the same key: int("xyz") ends in a traceback, and for a true/false key
+    every value but "0" and "" is true.  backup_lib.config parses them
+    instead (_environment hands them over).
+    """
+    from backup_lib.config import env_prefixes
+
+    prefixes = env_prefixes()
+    for name in [n for n in os.environ if n.startswith(prefixes)]:
+        _ENV_TAKEN[name] = os.environ.pop(name)
+
+
+_preflight()

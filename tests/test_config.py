@@ -1,12 +1,20 @@
 """Settings: the schema and its validation (pure), then the invoke command
 reading real config files and variables, in a subprocess."""
 
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
 import pytest
 
 from backup_lib.config import (
     SCHEMA, Bool, Duration, EnvSource, FileSource, Float, Int, Setting, TextList, check_invoke_layers, env_var, resolve,
 )
 from backup_lib.errors import UsageError
+from helpers import REPO, make_project
 
 # ----------------------------------------------------------------- the schema
 
@@ -180,3 +188,93 @@ def test_invoke_merge_problems_are_found_before_invoke_meets_them():
         "backup is a mapping in invoke.yaml but a single value (5) in user.yaml: Invoke cannot merge them")
     assert check_invoke_layers([defaults, ("a.yaml", ["x"])]) == "a.yaml must hold a mapping of settings (it holds list)"
     assert "setting names must be text" in check_invoke_layers([defaults, ("a.yaml", {"backup": {1: 2}})])
+
+
+# ------------------------------------------------------- through the invoke command
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A project with this toolkit's tasks.py beside it, so that its invoke.yaml is the project config."""
+    root = make_project(tmp_path / "app")
+    shutil.copy(REPO / "tasks.py", root / "tasks.py")
+    return root
+
+
+def invoke(cwd, *args, env=None, **kw):
+    full = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env=full, capture_output=True, text=True, **kw)
+
+
+def one_line_error(proc, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "please report" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("variable,raw,task", [
+    ("INVOKE_BACKUP_RETENTION_DAYS", "abc", "backup.list"),
+    ("INVOKE_BACKUP_LOCK_TIMEOUT", "xyz", "backup.list"),
+    ("INVOKE_DB_RESTORE_LOCK_WAIT", "abc", "db.list"),
+    ("INVOKE_DB_BUSY_TIMEOUT", "-1", "db.list"),
+    ("INVOKE_DB_SQL_DUMP", "maybe", "db.list"),
+])
+def test_bad_variables_are_one_line_and_exit_2(app, variable, raw, task):
+    # invoke.yaml gives the key a number or a boolean: Invoke would cast the variable by that type.
+    (app / "invoke.yaml").write_text("backup:\n  retention_days: 30\n  lock_timeout: 10\ndb:\n  restore_lock_wait: 2\n  busy_timeout: 5\n  sql_dump: true\n")
+    line = one_line_error(invoke(app, task, env={variable: raw}))
+    assert f"{variable}={raw}" in line
+
+
+def test_lock_timeout_soon_in_invoke_yaml(app):
+    (app / "invoke.yaml").write_text("backup:\n  lock_timeout: soon\n")
+    line = one_line_error(invoke(app, "backup.create"))
+    assert line == f"error: invalid backup.lock_timeout in {app / 'invoke.yaml'} ('soon'): expected a number of seconds from 0 to 86400"
+    assert not (app / "backups").exists()
+
+
+def test_false_from_the_environment_is_false(app):
+    (app / "invoke.yaml").write_text("backup:\n  default_excludes: true\ndb:\n  sql_dump: true\n")
+    proc = invoke(app, "backup.create", "--dry-run", "--json", env={"INVOKE_BACKUP_DEFAULT_EXCLUDES": "false"})
+    assert proc.returncode == 0, proc.stderr
+    assert "node_modules/left-pad/index.js" in json.loads(proc.stdout)["files"]
+    proc = invoke(app, "backup.create", "--dry-run", "--json", env={"INVOKE_BACKUP_DEFAULT_EXCLUDES": "Yes"})
+    assert "node_modules/left-pad/index.js" not in json.loads(proc.stdout)["files"]
+    os.remove(app / "app.db")
+    os.remove(app / "app.db-wal")
+    con = sqlite3.connect(app / "app.db")
+    con.execute("create table t (x)")
+    con.commit()
+    con.close()
+    for word in ("no", "false", "OFF"):
+        proc = invoke(app, "db.backup", "--json", env={"INVOKE_DB_SQL_DUMP": word})
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["sql_dump"] is None, word
+    proc = invoke(app, "db.backup", "--json", env={"INVOKE_DB_SQL_DUMP": "on"})
+    assert json.loads(proc.stdout)["sql_dump"] == "app.sql"
+
+
+def test_list_setting_from_the_environment(app):
+    proc = invoke(app, "backup.create", "--dry-run", "--json", env={"INVOKE_BACKUP_INCLUDE": "app.log, .env"})
+    assert proc.returncode == 0, proc.stderr
+    files = json.loads(proc.stdout)["files"]
+    assert "app.log" in files and ".env" in files
+
+
+def test_unknown_keys_warn_once_per_run(app):
+    (app / "invoke.yaml").write_text("backup:\n  compresion: zst\ndb:\n  busy_timout: 3\n")
+    proc = invoke(app, "backup.list", "db.list", "backup.list", env={"INVOKE_BACKUP_RETENTON_DAYS": "3"})
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: unknown setting backup.compresion in {app / 'invoke.yaml'} is ignored; did you mean compression?",
+        f"warning: unknown setting db.busy_timout in {app / 'invoke.yaml'} is ignored; did you mean busy_timeout?",
+        "warning: unknown setting INVOKE_BACKUP_RETENTON_DAYS is ignored; did you mean INVOKE_BACKUP_RETENTION_DAYS?",
+    ], proc.stderr
+
+
+def test_negative_busy_timeout_in_invoke_yaml(app):
+    (app / "invoke.yaml").write_text("db:\n  busy_timeout: -1\n")
+    assert "db.busy_timeout" in one_line_error(invoke(app, "db.backup"))

@@ -215,3 +215,20 @@ def test_public_surface_is_lazy_and_complete():
             "[getattr(backup_lib, n) for n in backup_lib.__all__]; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+# ------------------------------------------------------------ flags and exit codes
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["backup.cleanup", "--retention-days", "1000000"], "from 0 to 36500"),
+    (["db.cleanup", "--max-backups", "many"], "--max-backups many"),
+    (["backup.create", "--no-compress", "--compression", "zst"], "contradict"),
+    (["db.backup", "--no-compress", "--compression", "gz"], "contradict"),
+    (["backup.create", "--compression", ""], "--compression ''"),
+])
+def test_bad_flag_values_are_exit_2(proj, args, needle):
+    code, out, err = cli(*args, "--project-root", str(proj))
+    assert code == 2 and needle in err, err
+    no_traceback(err)
+    assert not (proj / "backups").exists()
