@@ -10,10 +10,13 @@ invoke.yaml, INVOKE_BACKUP_* / INVOKE_DB_* variables and flags override them.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 
 from invoke import Collection, Exit, task
+
+from backup_lib.errors import EXIT_USAGE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -467,14 +470,19 @@ ns = Collection(backup, db)
 
 # ----------------------------------------------------------------- start-up
 #
-# The invoke command imports this file before it reads INVOKE_* variables,
-# so what Invoke should not see can be taken out of its sight here.
+# The invoke command imports this file after it has read /etc/invoke.yaml and
+# ~/.invoke.yaml and parsed its own flags, but before it reads the project's
+# invoke.yaml and the runtime file (-f, INVOKE_RUNTIME_CONFIG), merges them,
+# reads INVOKE_* variables and parses the task's flags.  Each of those steps
+# can end in a traceback inside Invoke, before any task runs; the checks
+# below run first and turn them into one line and exit 2.
 
 
 def _preflight() -> None:
     program = _loading_program()
     if program is None:  # imported by Python code (tests, scripts), not by the invoke command
         return
+    _check_config_files(program)
     _take_environment()
 
 
@@ -489,6 +497,61 @@ def _loading_program():
             return candidate
         frame = frame.f_back
     return None
+
+
+def _check_config_files(program) -> None:
+    """Refuse a config file Invoke would fail to read or merge."""
+    from invoke.config import Config
+
+    from backup_lib.config import check_invoke_layers
+
+    config = program.config
+    layers = [("Invoke's defaults", Config.global_defaults()), ("tasks.py", ns.configuration())]
+    for level in ("system", "user"):  # read by Invoke already
+        path = getattr(config, f"_{level}_path", None)
+        if path:
+            layers.append((path, getattr(config, f"_{level}", None)))
+    stem = os.path.join(HERE, config.file_prefix or config.prefix)
+    project = next((p for p in (f"{stem}.{suffix}" for suffix in ("yaml", "yml", "json", "py")) if os.path.lexists(p)), None)
+    try:
+        runtime = program.args.config.value
+    except (AttributeError, KeyError):
+        runtime = None
+    runtime = runtime or os.environ.get("INVOKE_RUNTIME_CONFIG")
+    for path in (project, runtime):
+        if path and os.path.lexists(os.path.expanduser(path)):
+            layers.append((path, _read_config_file(os.path.expanduser(path))))
+    problem = check_invoke_layers(layers)
+    if problem:
+        raise Exit(f"error: {problem}", code=EXIT_USAGE)
+
+
+def _read_config_file(path: str):
+    """A config file's data as Invoke will load it (a .py file is left to Invoke), or Exit(2)."""
+    suffix = os.path.splitext(path)[1].lstrip(".")
+    if suffix not in ("yaml", "yml", "json", "py"):
+        raise Exit(f"error: {path}: Invoke reads config files ending in .yaml, .yml, .json or .py", code=EXIT_USAGE)
+    if suffix == "py":
+        return None
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Exit(f"error: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", code=EXIT_USAGE) from None
+    if suffix == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Exit(f"error: {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", code=EXIT_USAGE) from None
+    from invoke.util import yaml  # the parser Invoke itself uses
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise Exit(f"error: {path} is not valid YAML: {problem}{where}", code=EXIT_USAGE) from None
 
 
 def _take_environment() -> None:

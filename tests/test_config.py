@@ -214,6 +214,48 @@ def one_line_error(proc, code=2):
     return lines[0]
 
 
+@pytest.mark.parametrize("text,needle", [
+    ("backup:\n  name: [unclosed\n", "is not valid YAML"),
+    ("backup:\n\tname: x\n", "is not valid YAML"),
+    ("- just\n- a list\n", "must hold a mapping"),
+    ("run: yes\n", "run is a single value"),
+    ("backup:\n  lock_timeout:\n    seconds: 3\n", None),  # a mapping where a value is expected: our check, at task time
+])
+def test_malformed_invoke_yaml_is_one_line_and_exit_2(app, text, needle):
+    (app / "invoke.yaml").write_text(text)
+    for args in (["backup.list"], ["db.list"], ["--list"]):
+        if needle is None and args == ["--list"]:
+            continue
+        line = one_line_error(invoke(app, *args))
+        assert str(app / "invoke.yaml") in line and (needle or "backup.lock_timeout") in line, line
+
+
+def test_malformed_runtime_config_is_one_line_and_exit_2(app, tmp_path):
+    bad_json = tmp_path / "run.json"
+    bad_json.write_text('{"backup": {"name": "x",}}')
+    line = one_line_error(invoke(app, "-f", str(bad_json), "backup.list"))
+    assert "run.json is not valid JSON" in line and "line 1" in line
+    bad_yaml = tmp_path / "run.yaml"
+    bad_yaml.write_text("backup: [")
+    line = one_line_error(invoke(app, "backup.list", env={"INVOKE_RUNTIME_CONFIG": str(bad_yaml)}))
+    assert "run.yaml is not valid YAML" in line
+    toml = tmp_path / "run.toml"
+    toml.write_text("")
+    assert ".yaml, .yml, .json or .py" in one_line_error(invoke(app, "-f", str(toml), "backup.list"))
+
+
+def test_user_config_merge_conflict_is_one_line(app):
+    (app / "invoke.yaml").write_text("backup:\n  name: proj\n")
+    home = os.environ["HOME"]
+    with open(os.path.join(home, ".invoke.yaml"), "w") as fh:
+        fh.write("backup: nightly\n")
+    try:
+        line = one_line_error(invoke(app, "backup.list"))
+        assert "backup is a mapping in" in line and ".invoke.yaml" in line
+    finally:
+        os.remove(os.path.join(home, ".invoke.yaml"))
+
+
 @pytest.mark.parametrize("variable,raw,task", [
     ("INVOKE_BACKUP_RETENTION_DAYS", "abc", "backup.list"),
     ("INVOKE_BACKUP_LOCK_TIMEOUT", "xyz", "backup.list"),
