@@ -14,7 +14,8 @@ import json
 import os
 import sys
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Task, task
+from invoke.exceptions import ParseError
 
 from backup_lib.errors import EXIT_USAGE
 
@@ -24,6 +25,45 @@ ROOT_HELP = "project folder to back up (default: the folder holding tasks.py; co
 DIR_HELP = "where backups are kept (default: <root>/backups/project; config backup.backup_dir)"
 DB_DIR_HELP = "where database backups are kept (default: <root>/backups/db; config db.backup_dir)"
 JSON_HELP = "machine-readable output on stdout"
+
+# One short form per long flag, the same in every task (README "Short flags").
+# A letter never means two flags, and none that a task had before means
+# something else in that task now: an old short flag either keeps its meaning
+# or is refused (exit 2), e.g. -f (--force in backup.restore, --from-sql in
+# db.restore) is gone and --force is -F.
+SHORT_FLAGS = {
+    "project-root": "p",
+    "backup-dir": "B",
+    "backup-path": "b",
+    "json": "j",
+    "dry-run": "d",
+    "force": "F",
+    "include": "i",
+    "exclude": "e",
+    "compression": "c",
+    "no-compress": "u",
+    "retention-days": "r",
+    "max-backups": "m",
+    "db-path": "s",
+    "target-path": "t",
+    "no-sql-dump": "n",
+    "no-default-excludes": "o",
+}
+
+
+class _Task(Task):
+    """A task whose short flags come from SHORT_FLAGS, not from the first free letter."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(opts["names"][0])
+        if short:
+            opts["names"].append(short)
+        return opts
+
+
+def _task(*args, **kwargs):
+    return task(*args, klass=_Task, auto_shortflags=False, **kwargs)
 
 
 def _run(fn):
@@ -91,17 +131,25 @@ def _root(s) -> str:
 
 
 def _dir(s, section: str, root: str) -> str:
+    from backup_lib.errors import UsageError
     from backup_lib.store import default_backup_dir
 
     value = s[section]["backup_dir"]
     kind = "project" if section == "backup" else "db"
-    return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
+    path = os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
+    if os.path.isfile(path):
+        raise UsageError(f"the backup dir {path} is a file: name a folder (an archive is --backup-path/-b)")
+    return path
 
 
 def _archive(backup_path, backup_dir: str) -> str:
+    from backup_lib.errors import UsageError
     from backup_lib.project import resolve_backup_path
 
-    return resolve_backup_path(backup_path, backup_dir)
+    path = resolve_backup_path(backup_path, backup_dir)
+    if os.path.isdir(path):
+        raise UsageError(f"--backup-path {path} is a folder: name an archive (the folder of backups is --backup-dir/-B)")
+    return path
 
 
 def _out(text: str) -> None:
@@ -133,7 +181,7 @@ def _incomplete(message: str):
 # ------------------------------------------------------------------- backup
 
 
-@task(
+@_task(
     help={
         "project_root": ROOT_HELP,
         "backup_dir": DIR_HELP,
@@ -197,7 +245,7 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
 
-@task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def list_(c, project_root=None, backup_dir=None, json_=False):
     """List project backups, newest first (reads the small index beside each archive)."""
@@ -213,7 +261,7 @@ def _list_backups(bdir: str, kind: str, json_: bool) -> None:
     _json(rows) if json_ else _out(render_list(rows))
 
 
-@task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+@_task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
              "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
@@ -230,7 +278,7 @@ def _show_info(path: str, json_: bool) -> None:
     _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
 
 
-@task(
+@_task(
     help={
         "backup_path": "the archive (a path, or a name inside the backup dir)",
         "target_path": "where to restore (default ./restored_project; config backup.restore_target)",
@@ -279,7 +327,7 @@ def _print_restore(result, json_):
         _incomplete(f"{len(result.outside_links)} symlinks not created, {len(result.skipped)} paths skipped")
 
 
-@task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
+@_task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def verify(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
@@ -307,7 +355,7 @@ def _print_verify(reports, json_):
                    + ", ".join(os.path.basename(r.backup_path) for r in failed), code=EXIT_INTEGRITY)
 
 
-@task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
+@_task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
              "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
              "dry_run": "delete nothing; say what would be deleted",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
@@ -362,7 +410,7 @@ def _db_settings(c, project_root, backup_dir, **db_flags):
     return s, root, _dir(s, "db", root)
 
 
-@task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
+@_task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
                             "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
@@ -396,7 +444,7 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
              f"{human_size(meta['size'])}, integrity ok" + (f", dump {meta['sql_dump']}" if meta["sql_dump"] else ""))
 
 
-@task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_list(c, project_root=None, backup_dir=None, json_=False):
     """List database backups, newest first."""
@@ -404,7 +452,7 @@ def db_list(c, project_root=None, backup_dir=None, json_=False):
     _list_backups(bdir, "db", json_)
 
 
-@task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+@_task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
                           "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
@@ -413,7 +461,7 @@ def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False
     _show_info(_archive(backup_path, bdir), json_)
 
 
-@task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
+@_task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
                             "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
@@ -425,7 +473,7 @@ def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json
     _print_verify(db_verify(bdir, paths), json_)
 
 
-@task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
+@_task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
                              "from_sql": "rebuild from the SQL dump instead of the snapshot",
                              "force": "restore even while another connection holds a write transaction (never skips verification)",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
@@ -449,7 +497,7 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
         _out("  restart the application so that no connection keeps the old file open")
 
 
-@task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
+@_task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
                              "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
                              "dry_run": "delete nothing; say what would be deleted",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
@@ -484,6 +532,7 @@ def _preflight() -> None:
         return
     _check_config_files(program)
     _take_environment()
+    _parse_errors_exit_2(program)
 
 
 def _loading_program():
@@ -567,6 +616,29 @@ def _take_environment() -> None:
     prefixes = env_prefixes()
     for name in [n for n in os.environ if n.startswith(prefixes)]:
         _ENV_TAKEN[name] = os.environ.pop(name)
+
+
+def _parse_errors_exit_2(program) -> None:
+    """An unknown task or flag is bad usage: exit 2, as the README says (Invoke's own code is 1).
+
+    Invoke also takes its own flags after a task name (-d is its --debug,
+    -f its --config, -c its --collection …) and then mostly ignores them: a
+    task's old or mistyped short flag would pass in silence.  Refused too.
+    """
+    parse_tasks = program.parse_tasks
+
+    def parse_tasks_or_exit_2():
+        try:
+            parse_tasks()
+        except ParseError as exc:
+            raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+        for arg in program.core_via_tasks.args.values():
+            if arg.got_value and arg.name != "help":
+                names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
+                raise Exit(f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name "
+                           f"(invoke --help TASK lists the task's flags)", code=EXIT_USAGE)
+
+    program.parse_tasks = parse_tasks_or_exit_2
 
 
 _preflight()

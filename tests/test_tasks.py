@@ -219,6 +219,74 @@ def test_public_surface_is_lazy_and_complete():
 
 # ------------------------------------------------------------ flags and exit codes
 
+TASKS = ["backup.create", "backup.list", "backup.info", "backup.restore", "backup.verify", "backup.cleanup",
+         "db.backup", "db.list", "db.info", "db.verify", "db.restore", "db.cleanup"]
+
+
+def task_flags(name):
+    """{long flag: short flag or None} from `invoke --help TASK`."""
+    import re
+
+    proc = run_subprocess(["--help", name], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    flags = {}
+    for line in proc.stdout.split("Options:")[1].splitlines():
+        m = re.match(r"\s+(?:-(\w)(?: \w+)?, )?--([\w-]+)", line)
+        if m:
+            flags[m.group(2)] = m.group(1)
+    return flags
+
+
+def test_short_flags_mean_one_thing_everywhere():
+    by_task = {name: task_flags(name) for name in TASKS}
+    longs, shorts = {}, {}
+    for name, flags in by_task.items():
+        assert "json" in flags and "project-root" in flags and "backup-dir" in flags, name
+        for long, short in flags.items():
+            longs.setdefault(long, set()).add(short)
+            if short:
+                shorts.setdefault(short, set()).add(long)
+    assert {long: s for long, s in longs.items() if len(s) > 1} == {}, "a long flag with different short forms"
+    assert {short: s for short, s in shorts.items() if len(s) > 1} == {}, "a short flag for two long flags"
+    shared = {long for long in longs if sum(long in flags for flags in by_task.values()) > 1}
+    assert {long for long in shared if longs[long] == {None}} == set(), "a shared flag without a short form"
+    assert by_task["backup.verify"]["backup-dir"] == by_task["backup.create"]["backup-dir"] == "B"
+    assert by_task["db.restore"]["force"] == by_task["backup.restore"]["force"] == "F"
+    assert by_task["db.restore"]["from-sql"] is None and by_task["db.backup"]["db-path"] == "s"
+
+
+def test_readme_short_flag_table_is_the_one_in_tasks():
+    import re
+
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    text = (REPO / "README.md").read_text()
+    table = dict((long, short) for short, long in re.findall(r"^\| `-(\w)` \| `--([\w-]+)` \|", text, re.M))
+    assert table == {long: short for long, short in tasks.SHORT_FLAGS.items()}
+
+
+def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path):
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
+    bdir = os.path.dirname(json.loads(out)["backup_path"])
+    # -b was --backup-dir in create/list/cleanup and --backup-path elsewhere: verify -b DIR failed with exit 4.
+    proc = run_subprocess(["backup.verify", "-b", bdir, "-p", str(proj)], cwd=tmp_path)
+    assert proc.returncode == 2 and "is a folder" in proc.stderr and "--backup-dir" in proc.stderr, proc.stderr
+    proc = run_subprocess(["backup.verify", "-B", bdir, "-p", str(proj)], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok "), proc.stderr
+    for args in (["db.restore", "-f"], ["backup.restore", "-f"], ["backup.list", "-d"], ["backup.create", "-n"],
+                 ["backup.info", "-a", bdir], ["backup.list", "-b", bdir], ["db.backup", "-d", "x.db"]):
+        proc = run_subprocess([*args, "-p", str(proj)], cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), (args, proc.stderr)
+
+
+def test_unknown_flag_or_task_is_exit_2(tmp_path):
+    for args in (["backup.create", "--no-such-flag"], ["backup.nosuchtask"]):
+        proc = run_subprocess(args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+
+
 
 @pytest.mark.parametrize("args,needle", [
     (["backup.cleanup", "--retention-days", "1000000"], "from 0 to 36500"),
