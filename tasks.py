@@ -21,6 +21,10 @@ from backup_lib.errors import EXIT_USAGE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as for
+# `yes | head -1`: the reader closed our stdout early (`backup.create --dry-run | head`).
+EXIT_PIPE = 141
+
 ROOT_HELP = "project folder to back up (default: the folder holding tasks.py; config backup.project_root)"
 DIR_HELP = "where backups are kept (default: <root>/backups/project; config backup.backup_dir)"
 DB_DIR_HELP = "where database backups are kept (default: <root>/backups/db; config db.backup_dir)"
@@ -71,20 +75,59 @@ def _run(fn):
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        from backup_lib.errors import BackupError
-
         try:
-            return fn(c, *args, **kwargs)
+            result = _call(fn, c, *args, **kwargs)
         except Exit:
+            _flush_stdout()  # a reader gone early changes nothing: the task's own code stands
             raise
-        except BackupError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("error: interrupted", code=130) from None
-        except Exception as exc:  # a bug: still one line, never a traceback
-            raise Exit(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", code=1) from None
+        if not _flush_stdout() or _stdout_lost:
+            raise Exit(code=EXIT_PIPE)
+        return result
 
     return wrapper
+
+
+def _call(fn, c, *args, **kwargs):
+    from backup_lib.errors import BackupError
+
+    try:
+        return fn(c, *args, **kwargs)
+    except Exit:
+        raise
+    except BackupError as exc:
+        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+    except BrokenPipeError:
+        _drop_stdout()
+        raise Exit(code=EXIT_PIPE) from None
+    except KeyboardInterrupt:
+        raise Exit("error: interrupted", code=130) from None
+    except Exception as exc:  # a bug: still one line, never a traceback
+        raise Exit(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", code=1) from None
+
+
+_stdout_lost = False  # the reader of stdout went away (`| head -1`)
+
+
+def _flush_stdout() -> bool:
+    """Flush now, so that a closed pipe shows here and not in Python's exit; False if it was closed."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _drop_stdout()
+        return False
+
+
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null: what is still buffered or written goes nowhere, quietly."""
+    global _stdout_lost
+    _stdout_lost = True
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):  # not a real file (tests' StringIO)
+        pass
 
 
 # ------------------------------------------------------------------- settings
@@ -153,7 +196,11 @@ def _archive(backup_path, backup_dir: str) -> str:
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    """A line of output; once its reader has gone, the task goes on and its output goes nowhere."""
+    try:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    except BrokenPipeError:
+        _drop_stdout()
 
 
 def _warn(text: str) -> None:

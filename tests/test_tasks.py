@@ -300,3 +300,28 @@ def test_bad_flag_values_are_exit_2(proj, args, needle):
     assert code == 2 and needle in err, err
     no_traceback(err)
     assert not (proj / "backups").exists()
+
+
+def test_closed_stdout_ends_quietly(proj):
+    """`backup.create --dry-run | head -1`: no traceback, no "Exception ignored", exit 141 (SIGPIPE's, as a shell reports it)."""
+    for args in (["backup.create", "--dry-run"], ["backup.create", "--dry-run", "--json"], ["backup.list"]):
+        full_env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), *args, "--project-root", str(proj)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+        proc.stdout.close()  # the reader is gone before the first byte
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait() == 141, err
+        assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err, err
+
+
+def test_closed_stdout_keeps_a_failure_code(proj, tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a backup at all" * 100)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "backup.verify", "--backup-path", str(bad)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait() == 4 and "Exception ignored" not in err and "Traceback" not in err, err
