@@ -170,7 +170,12 @@ def _environment() -> dict[str, str]:
 
 
 def _root(s) -> str:
-    return os.path.abspath(s["backup"]["project_root"] or HERE)
+    from backup_lib.errors import NotFoundError
+
+    root = os.path.abspath(s["backup"]["project_root"] or HERE)
+    if not os.path.isdir(root):
+        raise NotFoundError(f"project root {root} does not exist or is not a directory")
+    return root
 
 
 def _dir(s, section: str, root: str) -> str:
@@ -286,8 +291,9 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         _json({**meta, "backup_path": result.backup_path})
     else:
         size = os.path.getsize(result.backup_path)
+        packed = "an uncompressed tar" if meta["compression"] == "none" else meta["compression"]
         _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
-             f"({human_size(size)} as {meta['compression']}), project_hash {meta['project_hash'][:16]}")
+             f"({human_size(size)} as {packed}), project_hash {meta['project_hash'][:16]}")
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
@@ -304,6 +310,9 @@ def _list_backups(bdir: str, kind: str, json_: bool) -> None:
     from backup_lib.project import list_backups
     from backup_lib.report import render_list
 
+    if not os.path.isdir(bdir):
+        _json([]) if json_ else _out(f"No backups: {bdir} does not exist.")
+        return
     rows = [b.summary() for b in list_backups(bdir, kind=kind)]
     _json(rows) if json_ else _out(render_list(rows))
 
@@ -427,6 +436,9 @@ def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) 
         dry_run=dry_run,
         lock_timeout=s["backup"]["lock_timeout"],
     )
+    if not json_ and not os.path.isdir(bdir):
+        _out(f"No backups to clean up: {bdir} does not exist.")
+        return
     _print_cleanup(result, json_)
 
 

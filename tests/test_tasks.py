@@ -302,6 +302,24 @@ def test_bad_flag_values_are_exit_2(proj, args, needle):
     assert not (proj / "backups").exists()
 
 
+def test_uncompressed_archive_says_so(proj):
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--no-compress")
+    assert code == 0, err
+    assert "as an uncompressed tar)" in out and "as none" not in out
+
+
+def test_missing_root_or_backup_dir_in_list_and_cleanup(proj, tmp_path):
+    for task in ("backup.list", "backup.cleanup", "db.list", "db.cleanup"):
+        code, out, err = cli(task, "--project-root", str(tmp_path / "nope"))
+        assert code == 1 and str(tmp_path / "nope") in err and "does not exist" in err, (task, err)
+        missing = tmp_path / "no-backups-here"
+        code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing))
+        assert code == 0 and f"{missing} does not exist" in out, (task, out, err)
+        code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing), "--json")
+        assert code == 0 and json.loads(out) in ([], {"dry_run": False, "deleted": [], "would_delete": [], "kept": [], "not_backups": []})
+    assert not (tmp_path / "no-backups-here").exists()
+
+
 def test_closed_stdout_ends_quietly(proj):
     """`backup.create --dry-run | head -1`: no traceback, no "Exception ignored", exit 141 (SIGPIPE's, as a shell reports it)."""
     for args in (["backup.create", "--dry-run"], ["backup.create", "--dry-run", "--json"], ["backup.list"]):
