@@ -1,5 +1,8 @@
 # Backup toolkit: every target bootstraps .venv first, so any of them works
 # as the very first command on a machine with python3 and make.
+# For a terminal: make exits 2 whenever a task fails, whatever the task's own
+# exit code (1, 3, 4, 5 …; it prints it as "Error N"). Cron, scripts and CI
+# call .venv/bin/invoke directly, which keeps it (README, "Everyday use").
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv

@@ -287,7 +287,6 @@ def test_unknown_flag_or_task_is_exit_2(tmp_path):
         assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
 
 
-
 @pytest.mark.parametrize("args,needle", [
     (["backup.cleanup", "--retention-days", "1000000"], "from 0 to 36500"),
     (["db.cleanup", "--max-backups", "many"], "--max-backups many"),
@@ -343,3 +342,30 @@ def test_closed_stdout_keeps_a_failure_code(proj, tmp_path):
     err = proc.stderr.read().decode()
     proc.stderr.close()
     assert proc.wait() == 4 and "Exception ignored" not in err and "Traceback" not in err, err
+
+
+def test_readme_cron_lines_keep_the_exit_code(tmp_path):
+    """The README's cron lines call invoke directly: make would turn every failure into 2."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```cron\n(.*?)```", text, re.S).group(1)
+    lines = [line.split(None, 5)[5] for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all("make" not in line.split() for line in lines)
+    verify = next(line for line in lines if "backup.verify" in line)
+    app = make_project(tmp_path / "myapp")
+    shutil.copy(REPO / "tasks.py", app / "tasks.py")
+    shutil.rmtree(app / ".venv")
+    os.symlink(REPO / ".venv", app / ".venv")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    backup = next(line for line in lines if "backup.create" in line)
+    proc = subprocess.run(["sh", "-c", backup.replace("/srv/myapp", str(app))], capture_output=True, text=True, env=env)
+    if proc.returncode:  # no database in this app: db.backup may come first and stop the line
+        subprocess.run([str(app / ".venv/bin/invoke"), "backup.create"], cwd=app, check=True, capture_output=True, env=env)
+    archive = next((app / "backups" / "project").glob("*.tar.gz"))
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    proc = subprocess.run(["sh", "-c", verify.replace("/srv/myapp", str(app))], capture_output=True, text=True, env=env)
+    assert proc.returncode == 4, proc.stderr
