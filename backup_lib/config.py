@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from .errors import UsageError
@@ -41,8 +40,14 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+# Plain classes, not dataclasses: building a dataclass costs a fraction of a
+# millisecond, paid at every command's start.
+
+
 class Kind:
     """How one setting's value is written and checked."""
+
+    __slots__ = ()
 
     def expects(self) -> str:  # "a whole number from 0 to 36500", for messages
         raise NotImplementedError
@@ -53,6 +58,8 @@ class Kind:
 
 
 class Bool(Kind):
+    __slots__ = ()
+
     def expects(self) -> str:
         return "true or false (or yes/no, on/off, 1/0)"
 
@@ -74,11 +81,11 @@ def _number_text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and len(value) <= 40 else None
 
 
-@dataclass(frozen=True)
 class Int(Kind):
-    min: int
-    max: int
-    unit: str = ""  # "days"
+    __slots__ = ("min", "max", "unit")
+
+    def __init__(self, min: int, max: int, unit: str = ""):  # unit: "days"
+        self.min, self.max, self.unit = min, max, unit
 
     def expects(self) -> str:
         unit = f" of {self.unit}" if self.unit else ""
@@ -114,11 +121,11 @@ def _to_float(value: Any) -> float:
     return x
 
 
-@dataclass(frozen=True)
 class Float(Kind):
-    min: float
-    max: float
-    unit: str = ""  # "seconds"
+    __slots__ = ("min", "max", "unit")
+
+    def __init__(self, min: float, max: float, unit: str = ""):  # unit: "seconds"
+        self.min, self.max, self.unit = min, max, unit
 
     def expects(self) -> str:
         unit = f" of {self.unit}" if self.unit else ""
@@ -141,12 +148,13 @@ def _show_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-@dataclass(frozen=True)
 class Duration(Kind):
     """Seconds, written ``90`` / ``90s``, ``15m``, ``26h``, ``7d`` or ``2w``; a float of seconds."""
 
-    min: float
-    max: float
+    __slots__ = ("min", "max")
+
+    def __init__(self, min: float, max: float):
+        self.min, self.max = min, max
 
     def expects(self) -> str:
         return f"a duration such as 90s, 15m, 26h or 7d, from {_show_duration(self.min)} to {_show_duration(self.max)}"
@@ -167,6 +175,8 @@ class Duration(Kind):
 class Text(Kind):
     """Text; an empty value means the default.  Numbers are taken as text (``name: 2024``)."""
 
+    __slots__ = ()
+
     def expects(self) -> str:
         return "text"
 
@@ -176,10 +186,12 @@ class Text(Kind):
         return str(value) or None
 
 
-@dataclass(frozen=True)
 class Choice(Kind):
-    choices: tuple[str, ...]
-    aliases: Mapping[str, str] = field(default_factory=dict)  # other spellings -> a choice
+    __slots__ = ("choices", "aliases")
+
+    def __init__(self, choices: tuple[str, ...], aliases: Mapping[str, str] | None = None):
+        self.choices = choices
+        self.aliases = aliases or {}  # other spellings -> a choice
 
     def expects(self) -> str:
         return "one of " + ", ".join(self.choices)
@@ -196,6 +208,8 @@ class Choice(Kind):
 
 class TextList(Kind):
     """A list in a config file; in a variable or a single string, items separated by commas."""
+
+    __slots__ = ()
 
     def expects(self) -> str:
         return "a list of text (in a variable: items separated by commas)"
@@ -216,6 +230,8 @@ class TextList(Kind):
 class Path(Kind):
     """A file or folder name; ``~`` is expanded; empty means the default."""
 
+    __slots__ = ()
+
     def expects(self) -> str:
         return "a path"
 
@@ -228,7 +244,6 @@ class Path(Kind):
 _VALUE = object()  # a flag that takes a value (as opposed to a switch)
 
 
-@dataclass(frozen=True)
 class Flag:
     """A task flag that sets a setting.
 
@@ -237,21 +252,21 @@ class Flag:
     replacing it (``--include``).
     """
 
-    name: str
-    const: Any = _VALUE
-    append: bool = False
+    __slots__ = ("name", "const", "append")
+
+    def __init__(self, name: str, const: Any = _VALUE, append: bool = False):
+        self.name, self.const, self.append = name, const, append
 
     @property
     def is_switch(self) -> bool:
         return self.const is not _VALUE
 
 
-@dataclass(frozen=True)
 class Setting:
-    kind: Kind
-    default: Any = None
-    flags: tuple[Flag, ...] = ()
-    doc: str = ""
+    __slots__ = ("kind", "default", "flags", "doc")
+
+    def __init__(self, kind: Kind, default: Any = None, flags: tuple[Flag, ...] = (), doc: str = ""):
+        self.kind, self.default, self.flags, self.doc = kind, default, flags, doc
 
 
 _COMPRESSION = Choice(("gz", "zst", "none"), {"gzip": "gz", "zstd": "zst", "tar": "none"})
@@ -295,19 +310,22 @@ def env_prefixes(schema: Mapping[str, Mapping[str, Setting]] = SCHEMA) -> tuple[
     return tuple(f"INVOKE_{section.upper()}_" for section in schema)
 
 
-@dataclass(frozen=True)
 class FileSource:
     """A config file's whole content as Invoke loaded it."""
 
-    path: str
-    data: Any
+    __slots__ = ("path", "data")
+
+    def __init__(self, path: str, data: Any):
+        self.path, self.data = path, data
 
 
-@dataclass(frozen=True)
 class EnvSource:
     """The ``INVOKE_*`` variables (other variables are ignored)."""
 
-    environ: Mapping[str, str]
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
 
 
 def _show(value: Any) -> str:
