@@ -620,14 +620,14 @@ def _check_config_files(program) -> None:
         if path:
             layers.append((path, getattr(config, f"_{level}", None)))
     stem = os.path.join(HERE, config.file_prefix or config.prefix)
-    project = next((p for p in (f"{stem}.{suffix}" for suffix in ("yaml", "yml", "json", "py")) if os.path.lexists(p)), None)
+    project = next((p for p in (f"{stem}.{suffix}" for suffix in ("yaml", "yml", "json", "py")) if os.path.exists(p)), None)
     try:
         runtime = program.args.config.value
     except (AttributeError, KeyError):
         runtime = None
     runtime = runtime or os.environ.get("INVOKE_RUNTIME_CONFIG")
     for path in (project, runtime):
-        if path and os.path.lexists(os.path.expanduser(path)):
+        if path and os.path.exists(os.path.expanduser(path)):
             layers.append((path, _read_config_file(os.path.expanduser(path))))
     problem = check_invoke_layers(layers)
     if problem:
