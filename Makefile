@@ -1,5 +1,8 @@
 # Backup toolkit: every target bootstraps .venv first, so any of them works
 # as the very first command on a machine with python3 and make.
+# For a terminal: make exits 2 whenever a task fails, whatever the task's own
+# exit code (1, 3, 4, 5 …; it prints it as "Error N"). Cron, scripts and CI
+# call .venv/bin/invoke directly, which keeps it (README, "Everyday use").
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
@@ -68,7 +71,7 @@ backup-all: $(STAMP) ## Back up the database, then the project
 test: $(STAMP) ## Run the test suite
 	@$(BIN)/python -m pytest -n 2 -q $(ARGS)
 
-bench: $(STAMP) ## Run the benchmark (writes bench/RESULTS.md and bench/results.json)
+bench: $(STAMP) ## Run the benchmark (a full run writes bench/RESULTS.md; ARGS="--scales a" writes bench/work/)
 	@$(BIN)/python bench/run.py $(ARGS)
 
 clean: ## Remove .venv, caches and build leftovers (not backups)

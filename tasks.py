@@ -1,26 +1,73 @@
 """Invoke tasks: `invoke --list`, `invoke --help backup.create`.
 
-Thin by design: each task reads its configuration and flags, calls one
-backup_lib function, prints the result (human or --json) and turns the
-library's errors into exit codes at one boundary (`_run`).  Defaults live in
-`ns.configure` and can be overridden in invoke.yaml or INVOKE_BACKUP_* /
-INVOKE_DB_* variables.
+Thin by design: each task validates its settings and flags in one call
+(`_settings`, over the schema in backup_lib/config.py), calls one backup_lib
+function, prints the result (human or --json) and turns the library's errors
+into exit codes at one boundary (`_run`).  Defaults live in the schema; an
+invoke.yaml, INVOKE_BACKUP_* / INVOKE_DB_* variables and flags override them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Task, task
+from invoke.exceptions import ParseError
+
+from backup_lib.errors import EXIT_USAGE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as for
+# `yes | head -1`: the reader closed our stdout early (`backup.create --dry-run | head`).
+EXIT_PIPE = 141
 
 ROOT_HELP = "project folder to back up (default: the folder holding tasks.py; config backup.project_root)"
 DIR_HELP = "where backups are kept (default: <root>/backups/project; config backup.backup_dir)"
 DB_DIR_HELP = "where database backups are kept (default: <root>/backups/db; config db.backup_dir)"
 JSON_HELP = "machine-readable output on stdout"
+
+# One short form per long flag, the same in every task (README "Short flags").
+# A letter never means two flags, and none that a task had before means
+# something else in that task now: an old short flag either keeps its meaning
+# or is refused (exit 2), e.g. -f (--force in backup.restore, --from-sql in
+# db.restore) is gone and --force is -F.
+SHORT_FLAGS = {
+    "project-root": "p",
+    "backup-dir": "B",
+    "backup-path": "b",
+    "json": "j",
+    "dry-run": "d",
+    "force": "F",
+    "include": "i",
+    "exclude": "e",
+    "compression": "c",
+    "no-compress": "u",
+    "retention-days": "r",
+    "max-backups": "m",
+    "db-path": "s",
+    "target-path": "t",
+    "no-sql-dump": "n",
+    "no-default-excludes": "o",
+}
+
+
+class _Task(Task):
+    """A task whose short flags come from SHORT_FLAGS, not from the first free letter."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(opts["names"][0])
+        if short:
+            opts["names"].append(short)
+        return opts
+
+
+def _task(*args, **kwargs):
+    return task(*args, klass=_Task, auto_shortflags=False, **kwargs)
 
 
 def _run(fn):
@@ -28,55 +75,145 @@ def _run(fn):
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        from backup_lib.errors import BackupError
-
         try:
-            return fn(c, *args, **kwargs)
+            result = _call(fn, c, *args, **kwargs)
         except Exit:
+            _flush_stdout()  # a reader gone early changes nothing: the task's own code stands
             raise
-        except BackupError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("error: interrupted", code=130) from None
-        except Exception as exc:  # a bug: still one line, never a traceback
-            raise Exit(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", code=1) from None
+        if not _flush_stdout() or _stdout_lost:
+            raise Exit(code=EXIT_PIPE)
+        return result
 
     return wrapper
 
 
-def _conf(c, section: str, key: str, value=None):
-    """A flag's value when given, else its configuration default."""
-    if value not in (None, [], ""):
-        return value
-    return c.config.get(section, {}).get(key)
+def _call(fn, c, *args, **kwargs):
+    from backup_lib.errors import BackupError
+
+    try:
+        return fn(c, *args, **kwargs)
+    except Exit:
+        raise
+    except BackupError as exc:
+        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+    except BrokenPipeError:
+        _drop_stdout()
+        raise Exit(code=EXIT_PIPE) from None
+    except KeyboardInterrupt:
+        raise Exit("error: interrupted", code=130) from None
+    except Exception as exc:  # a bug: still one line, never a traceback
+        raise Exit(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", code=1) from None
 
 
-def _root(c, project_root) -> str:
-    return os.path.abspath(_conf(c, "backup", "project_root", project_root) or HERE)
+_stdout_lost = False  # the reader of stdout went away (`| head -1`)
 
 
-def _dir(c, section: str, root: str, backup_dir) -> str:
+def _flush_stdout() -> bool:
+    """Flush now, so that a closed pipe shows here and not in Python's exit; False if it was closed."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _drop_stdout()
+        return False
+
+
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null: what is still buffered or written goes nowhere, quietly."""
+    global _stdout_lost
+    _stdout_lost = True
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):  # not a real file (tests' StringIO)
+        pass
+
+
+# ------------------------------------------------------------------- settings
+
+# INVOKE_BACKUP_* / INVOKE_DB_* variables taken out of os.environ when the
+# invoke command loads this file (see _take_environment).
+_ENV_TAKEN: dict[str, str] = {}
+_WARNED: set[str] = set()
+
+
+def _settings(c, **flags) -> dict:
+    """Every setting, validated (exit 2 naming the culprit); ``flags`` is
+    {section: {"--flag": value}} for this task's flags that set one."""
+    from backup_lib.config import EnvSource, resolve
+
+    values, warnings = resolve([*_file_sources(c, ("system", "user", "project")), EnvSource(_environment()),
+                                *_file_sources(c, ("runtime",))], flags)
+    for text in warnings:
+        if text not in _WARNED:  # once per run, also when one run calls several tasks
+            _WARNED.add(text)
+            _warn(text)
+    return values
+
+
+def _file_sources(c, levels):
+    """The config files Invoke loaded, each with its data, in Invoke's order."""
+    from backup_lib.config import FileSource
+
+    for level in levels:
+        path = getattr(c.config, f"_{level}_path", None)
+        if path:
+            yield FileSource(path, getattr(c.config, f"_{level}", None))
+
+
+def _environment() -> dict[str, str]:
+    from backup_lib.config import env_prefixes
+
+    prefixes = env_prefixes()
+    return {**_ENV_TAKEN, **{k: v for k, v in os.environ.items() if k.startswith(prefixes)}}
+
+
+def _root(s) -> str:
+    from backup_lib.errors import NotFoundError
+
+    root = os.path.abspath(s["backup"]["project_root"] or HERE)
+    if not os.path.isdir(root):
+        raise NotFoundError(f"project root {root} does not exist or is not a directory")
+    return root
+
+
+def _dir(s, section: str, root: str) -> str:
+    from backup_lib.errors import UsageError
     from backup_lib.store import default_backup_dir
 
-    value = _conf(c, section, "backup_dir", backup_dir)
+    value = s[section]["backup_dir"]
     kind = "project" if section == "backup" else "db"
-    return os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
+    path = os.path.abspath(os.path.join(root, value) if value else default_backup_dir(root, kind))
+    if os.path.isfile(path):
+        raise UsageError(f"the backup dir {path} is a file: name a folder (an archive is --backup-path/-b)")
+    return path
 
 
-def _backup_dirs(c, root: str) -> list[str]:
-    """Both configured backup folders: never in a backup, never searched for the database."""
-    return [_dir(c, "backup", root, None), _dir(c, "db", root, None)]
+def _backup_dirs(c, s, root: str) -> list[str]:
+    """The backup folders in use and both configured ones (a flag may point
+    elsewhere): never in a backup, never searched for the database."""
+    configured = _settings(c)
+    return list(dict.fromkeys([_dir(s, "backup", root), _dir(s, "db", root),
+                               _dir(configured, "backup", root), _dir(configured, "db", root)]))
 
 
-def _list(c, section: str, key: str, flag_values) -> list[str]:
-    configured = c.config.get(section, {}).get(key) or []
-    if isinstance(configured, str):
-        configured = [configured]
-    return [*configured, *(flag_values or [])]
+def _archive(backup_path, backup_dir: str) -> str:
+    from backup_lib.errors import UsageError
+    from backup_lib.project import resolve_backup_path
+
+    path = resolve_backup_path(backup_path, backup_dir)
+    if os.path.isdir(path):
+        raise UsageError(f"--backup-path {path} is a folder: name an archive (the folder of backups is --backup-dir/-B)")
+    return path
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    """A line of output; once its reader has gone, the task goes on and its output goes nowhere."""
+    try:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    except BrokenPipeError:
+        _drop_stdout()
 
 
 def _warn(text: str) -> None:
@@ -104,7 +241,7 @@ def _incomplete(message: str):
 # ------------------------------------------------------------------- backup
 
 
-@task(
+@_task(
     help={
         "project_root": ROOT_HELP,
         "backup_dir": DIR_HELP,
@@ -122,24 +259,27 @@ def _incomplete(message: str):
 def create(c, project_root=None, backup_dir=None, no_compress=False, compression=None, exclude=None, include=None,
            no_default_excludes=False, dry_run=False, json_=False):
     """Back up the project tree as git sees it, into one standard archive."""
-    from backup_lib.project import create_backup, normalize_compression
+    from backup_lib.project import create_backup
     from backup_lib.report import human_size
 
-    root = _root(c, project_root)
-    cfg = c.config.get("backup", {})
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
+                             "--compression": compression, "--exclude": exclude, "--include": include,
+                             "--no-default-excludes": no_default_excludes})
+    cfg = s["backup"]
+    root = _root(s)
     result = create_backup(
         root,
-        backup_dir=_dir(c, "backup", root, backup_dir),
-        name=cfg.get("name"),
-        compression=normalize_compression(_conf(c, "backup", "compression", compression), no_compress=no_compress),
-        include=_list(c, "backup", "include", include),
-        exclude=_list(c, "backup", "exclude", exclude),
-        default_excludes=bool(cfg.get("default_excludes", True)) and not no_default_excludes,
-        db_path=c.config.get("db", {}).get("path"),
-        other_backup_dirs=_backup_dirs(c, root),
-        environment=cfg.get("environment"),
+        backup_dir=_dir(s, "backup", root),
+        name=cfg["name"],
+        compression=cfg["compression"],
+        include=cfg["include"],
+        exclude=cfg["exclude"],
+        default_excludes=cfg["default_excludes"],
+        db_path=s["db"]["path"],
+        other_backup_dirs=_backup_dirs(c, s, root),
+        environment=cfg["environment"],
         dry_run=dry_run,
-        lock_timeout=float(cfg.get("lock_timeout", 10)),
+        lock_timeout=cfg["lock_timeout"],
         progress=None if dry_run else _progress("backup"),
     )
     meta = result.metadata
@@ -161,39 +301,50 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         _json({**meta, "backup_path": result.backup_path})
     else:
         size = os.path.getsize(result.backup_path)
+        packed = "an uncompressed tar" if meta["compression"] == "none" else meta["compression"]
         _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
-             f"({human_size(size)} as {meta['compression']}), project_hash {meta['project_hash'][:16]}")
+             f"({human_size(size)} as {packed}), project_hash {meta['project_hash'][:16]}")
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
 
-@task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def list_(c, project_root=None, backup_dir=None, json_=False):
     """List project backups, newest first (reads the small index beside each archive)."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    _list_backups(_dir(s, "backup", _root(s)), "project", json_)
+
+
+def _list_backups(bdir: str, kind: str, json_: bool) -> None:
     from backup_lib.project import list_backups
     from backup_lib.report import render_list
 
-    root = _root(c, project_root)
-    rows = [b.summary() for b in list_backups(_dir(c, "backup", root, backup_dir))]
+    if not os.path.isdir(bdir):
+        _json([]) if json_ else _out(f"No backups: {bdir} does not exist.")
+        return
+    rows = [b.summary() for b in list_backups(bdir, kind=kind)]
     _json(rows) if json_ else _out(render_list(rows))
 
 
-@task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
-            "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
+@_task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+             "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Show a backup's metadata."""
-    from backup_lib.project import backup_info, resolve_backup_path
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    _show_info(_archive(backup_path, _dir(s, "backup", _root(s))), json_)
+
+
+def _show_info(path: str, json_: bool) -> None:
+    from backup_lib.project import backup_info
     from backup_lib.report import render_metadata
 
-    root = _root(c, project_root)
-    path = resolve_backup_path(backup_path, _dir(c, "backup", root, backup_dir))
     meta = backup_info(path)
     _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
 
 
-@task(
+@_task(
     help={
         "backup_path": "the archive (a path, or a name inside the backup dir)",
         "target_path": "where to restore (default ./restored_project; config backup.restore_target)",
@@ -211,11 +362,11 @@ def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
 def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, include=None,
             allow_outside_links=False, project_root=None, backup_dir=None, json_=False):
     """Verify a backup and restore it into an empty (or --force'd) directory."""
-    from backup_lib.project import resolve_backup_path, restore_backup
+    from backup_lib.project import restore_backup
 
-    root = _root(c, project_root)
-    path = resolve_backup_path(backup_path, _dir(c, "backup", root, backup_dir))
-    target = _conf(c, "backup", "restore_target", target_path) or "restored_project"
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--target-path": target_path})
+    path = _archive(backup_path, _dir(s, "backup", _root(s)))
+    target = s["backup"]["restore_target"] or "restored_project"
     result = restore_backup(path, target, force=force, dry_run=dry_run, include=include or [],
                             allow_outside_links=allow_outside_links, progress=None if dry_run else _progress("restore"))
     _print_restore(result, json_)
@@ -242,16 +393,16 @@ def _print_restore(result, json_):
         _incomplete(f"{len(result.outside_links)} symlinks not created, {len(result.skipped)} paths skipped")
 
 
-@task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
-            "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def verify(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Check archives end to end: structure, every member's SHA-256, project_hash."""
-    from backup_lib.project import resolve_backup_path, verify_backups
+    from backup_lib.project import verify_backups
 
-    root = _root(c, project_root)
-    bdir = _dir(c, "backup", root, backup_dir)
-    paths = [resolve_backup_path(backup_path, bdir)] if backup_path else []
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    bdir = _dir(s, "backup", _root(s))
+    paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(verify_backups(bdir, paths, kind="project"), json_)
 
 
@@ -270,26 +421,34 @@ def _print_verify(reports, json_):
                    + ", ".join(os.path.basename(r.backup_path) for r in failed), code=EXIT_INTEGRITY)
 
 
-@task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
-            "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
-            "dry_run": "delete nothing; say what would be deleted",
-            "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
+             "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
+             "dry_run": "delete nothing; say what would be deleted",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
     """Delete old backups by age and count; the newest is always kept."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir,
+                             "--retention-days": retention_days, "--max-backups": max_backups})
+    root = _root(s)
+    _cleanup(s, "backup", root, _dir(s, "backup", root), dry_run, json_)
+
+
+def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
     from backup_lib.project import cleanup_backups
 
-    root = _root(c, project_root)
-    cfg = c.config.get("backup", {})
     result = cleanup_backups(
-        _dir(c, "backup", root, backup_dir),
-        kind="project",
-        name=cfg.get("name") or os.path.basename(root),
-        retention_days=_conf(c, "backup", "retention_days", retention_days),
-        max_backups=_conf(c, "backup", "max_backups", max_backups),
+        bdir,
+        kind="project" if section == "backup" else "db",
+        name=s["backup"]["name"] or os.path.basename(root),
+        retention_days=s[section]["retention_days"],
+        max_backups=s[section]["max_backups"],
         dry_run=dry_run,
-        lock_timeout=float(cfg.get("lock_timeout", 10)),
+        lock_timeout=s["backup"]["lock_timeout"],
     )
+    if not json_ and not os.path.isdir(bdir):
+        _out(f"No backups to clean up: {bdir} does not exist.")
+        return
     _print_cleanup(result, json_)
 
 
@@ -313,34 +472,36 @@ def _print_cleanup(result, json_):
 DB_PATH_HELP = "the SQLite file (default: config db.path, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db under the root)"
 
 
-def _db_common(c, project_root, backup_dir):
-    root = _root(c, project_root)
-    return root, _dir(c, "db", root, backup_dir)
+def _db_settings(c, project_root, backup_dir, **db_flags):
+    """The settings, the root and the database backup dir, for the db.* tasks."""
+    s = _settings(c, backup={"--project-root": project_root}, db={"--backup-dir": backup_dir, **db_flags})
+    root = _root(s)
+    return s, root, _dir(s, "db", root)
 
 
-@task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
-                           "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
-                           "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
+                            "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
+                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, project_root=None, backup_dir=None, json_=False):
     """Snapshot the live SQLite database consistently, check it, and archive it with an SQL dump."""
     from backup_lib.database import db_backup
-    from backup_lib.project import normalize_compression
     from backup_lib.report import human_size
 
-    root, bdir = _db_common(c, project_root, backup_dir)
-    cfg = c.config.get("db", {})
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path, "--no-sql-dump": no_sql_dump,
+                                                                 "--no-compress": no_compress, "--compression": compression})
+    cfg = s["db"]
     result = db_backup(
         root,
-        db_path=_conf(c, "db", "path", db_path),
+        db_path=cfg["path"],
         backup_dir=bdir,
-        skip_dirs=_backup_dirs(c, root),
-        name=c.config.get("backup", {}).get("name"),
-        compression=normalize_compression(_conf(c, "db", "compression", compression), no_compress=no_compress),
-        sql_dump=bool(cfg.get("sql_dump", True)) and not no_sql_dump,
-        environment=c.config.get("backup", {}).get("environment"),
-        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
-        busy_timeout=float(cfg.get("busy_timeout", 5)),
+        skip_dirs=_backup_dirs(c, s, root),
+        name=s["backup"]["name"],
+        compression=cfg["compression"],
+        sql_dump=cfg["sql_dump"],
+        environment=s["backup"]["environment"],
+        lock_timeout=s["backup"]["lock_timeout"],
+        busy_timeout=cfg["busy_timeout"],
         progress=_progress("db backup"),
     )
     meta = result.metadata
@@ -354,62 +515,51 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
              f"{human_size(meta['size'])}, integrity ok" + (f", dump {meta['sql_dump']}" if meta["sql_dump"] else ""))
 
 
-@task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_list(c, project_root=None, backup_dir=None, json_=False):
     """List database backups, newest first."""
-    from backup_lib.project import list_backups
-    from backup_lib.report import render_list
-
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    rows = [b.summary() for b in list_backups(bdir, kind="db")]
-    _json(rows) if json_ else _out(render_list(rows))
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    _list_backups(bdir, "db", json_)
 
 
-@task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
-                         "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
+@_task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+                          "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
 def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Show a database backup's metadata."""
-    from backup_lib.project import backup_info, resolve_backup_path
-    from backup_lib.report import render_metadata
-
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    path = resolve_backup_path(backup_path, bdir)
-    meta = backup_info(path)
-    _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    _show_info(_archive(backup_path, bdir), json_)
 
 
-@task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
-                           "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
+                            "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
     """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
     from backup_lib.database import db_verify
-    from backup_lib.project import resolve_backup_path
 
-    _root_, bdir = _db_common(c, project_root, backup_dir)
-    paths = [resolve_backup_path(backup_path, bdir)] if backup_path else []
+    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(db_verify(bdir, paths), json_)
 
 
-@task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
-                            "from_sql": "rebuild from the SQL dump instead of the snapshot",
-                            "force": "restore even while another connection holds a write transaction: what it commits then goes "
-                                     "to the replaced file and is lost (never skips verification)",
-                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
+                             "from_sql": "rebuild from the SQL dump instead of the snapshot",
+                             "force": "restore even while another connection holds a write transaction: what it commits then goes "
+                                      "to the replaced file and is lost (never skips verification)",
+                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
     """Verify a database backup, take a safety backup, and swap the restored file into place."""
     from backup_lib.database import db_restore
-    from backup_lib.project import resolve_backup_path
 
-    root, bdir = _db_common(c, project_root, backup_dir)
-    path = resolve_backup_path(backup_path, bdir)
-    cfg = c.config.get("db", {})
-    result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
-                        skip_dirs=_backup_dirs(c, root), name=c.config.get("backup", {}).get("name"),
-                        from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path})
+    path = _archive(backup_path, bdir)
+    result = db_restore(path, root=root, db_path=s["db"]["path"], backup_dir=bdir,
+                        skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
+                        from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
+                        lock_timeout=s["backup"]["lock_timeout"])
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
     if result.forced_while_busy:
         _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
@@ -425,60 +575,148 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
              + (f" (it is open in {held})" if held else ""))
 
 
-@task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
-                            "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
-                            "dry_run": "delete nothing; say what would be deleted",
-                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+@_task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
+                             "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
+                             "dry_run": "delete nothing; say what would be deleted",
+                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
     """Delete old database backups (safety backups count); the newest is always kept."""
-    from backup_lib.project import cleanup_backups
-
-    root, bdir = _db_common(c, project_root, backup_dir)
-    result = cleanup_backups(
-        bdir,
-        kind="db",
-        name=c.config.get("backup", {}).get("name") or os.path.basename(root),
-        retention_days=_conf(c, "db", "retention_days", retention_days),
-        max_backups=_conf(c, "db", "max_backups", max_backups),
-        dry_run=dry_run,
-        lock_timeout=float(c.config.get("backup", {}).get("lock_timeout", 10)),
-    )
-    _print_cleanup(result, json_)
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--retention-days": retention_days, "--max-backups": max_backups})
+    _cleanup(s, "db", root, bdir, dry_run, json_)
 
 
 backup = Collection("backup", create, list_, info, restore, verify, cleanup)
-backup.configure({
-    "backup": {
-        "project_root": None,
-        "backup_dir": None,
-        "name": None,
-        "compression": "gz",
-        "include": [],
-        "exclude": [],
-        "default_excludes": True,
-        "retention_days": 30,
-        "max_backups": 5,
-        "lock_timeout": 10,
-        "environment": None,
-        "restore_target": None,
-    },
-})
-
 db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup)
-db.configure({
-    "db": {
-        "path": None,
-        "backup_dir": None,
-        "compression": "gz",
-        "sql_dump": True,
-        "retention_days": 30,
-        "max_backups": 5,
-        "busy_timeout": 5,
-        "restore_lock_wait": 2,
-    },
-})
-
+# No configuration of ours goes into Invoke (ns.configure): the defaults live
+# in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string
+# by a default's type.
 ns = Collection(backup, db)
-ns.configure(backup.configuration())
-ns.configure(db.configuration())
+
+
+# ----------------------------------------------------------------- start-up
+#
+# The invoke command imports this file after it has read /etc/invoke.yaml and
+# ~/.invoke.yaml and parsed its own flags, but before it reads the project's
+# invoke.yaml and the runtime file (-f, INVOKE_RUNTIME_CONFIG), merges them,
+# reads INVOKE_* variables and parses the task's flags.  Each of those steps
+# can end in a traceback inside Invoke, before any task runs; the checks
+# below run first and turn them into one line and exit 2.
+
+
+def _preflight() -> None:
+    program = _loading_program()
+    if program is None:  # imported by Python code (tests, scripts), not by the invoke command
+        return
+    _check_config_files(program)
+    _take_environment()
+    _parse_errors_exit_2(program)
+
+
+def _loading_program():
+    """The invoke.Program importing this file: it is on the call stack (Program.load_collection)."""
+    from invoke import Program
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Program):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _check_config_files(program) -> None:
+    """Refuse a config file Invoke would fail to read or merge."""
+    from invoke.config import Config
+
+    from backup_lib.config import check_invoke_layers
+
+    config = program.config
+    layers = [("Invoke's defaults", Config.global_defaults()), ("tasks.py", ns.configuration())]
+    for level in ("system", "user"):  # read by Invoke already
+        path = getattr(config, f"_{level}_path", None)
+        if path:
+            layers.append((path, getattr(config, f"_{level}", None)))
+    stem = os.path.join(HERE, config.file_prefix or config.prefix)
+    project = next((p for p in (f"{stem}.{suffix}" for suffix in ("yaml", "yml", "json", "py")) if os.path.exists(p)), None)
+    try:
+        runtime = program.args.config.value
+    except (AttributeError, KeyError):
+        runtime = None
+    runtime = runtime or os.environ.get("INVOKE_RUNTIME_CONFIG")
+    for path in (project, runtime):
+        if path and os.path.exists(os.path.expanduser(path)):
+            layers.append((path, _read_config_file(os.path.expanduser(path))))
+    problem = check_invoke_layers(layers)
+    if problem:
+        raise Exit(f"error: {problem}", code=EXIT_USAGE)
+
+
+def _read_config_file(path: str):
+    """A config file's data as Invoke will load it (a .py file is left to Invoke), or Exit(2)."""
+    suffix = os.path.splitext(path)[1].lstrip(".")
+    if suffix not in ("yaml", "yml", "json", "py"):
+        raise Exit(f"error: {path}: Invoke reads config files ending in .yaml, .yml, .json or .py", code=EXIT_USAGE)
+    if suffix == "py":
+        return None
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Exit(f"error: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", code=EXIT_USAGE) from None
+    if suffix == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Exit(f"error: {path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", code=EXIT_USAGE) from None
+    from invoke.util import yaml  # the parser Invoke itself uses
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise Exit(f"error: {path} is not valid YAML: {problem}{where}", code=EXIT_USAGE) from None
+
+
+def _take_environment() -> None:
+    """Take INVOKE_BACKUP_* / INVOKE_DB_* out of Invoke's sight.
+
+    Invoke casts such a variable by the type of the value a config file gives
+    the same key: int("xyz") ends in a traceback, and for a true/false key
+    every value but "0" and "" is true.  backup_lib.config parses them
+    instead (_environment hands them over).
+    """
+    from backup_lib.config import env_prefixes
+
+    prefixes = env_prefixes()
+    for name in [n for n in os.environ if n.startswith(prefixes)]:
+        _ENV_TAKEN[name] = os.environ.pop(name)
+
+
+def _parse_errors_exit_2(program) -> None:
+    """An unknown task or flag is bad usage: exit 2, as the README says (Invoke's own code is 1).
+
+    Invoke also takes its own flags after a task name (-d is its --debug,
+    -f its --config, -c its --collection …) and then mostly ignores them: a
+    task's old or mistyped short flag would pass in silence.  Refused too.
+    """
+    parse_tasks = program.parse_tasks
+
+    def parse_tasks_or_exit_2():
+        try:
+            parse_tasks()
+        except ParseError as exc:
+            raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+        for arg in program.core_via_tasks.args.values():
+            if arg.got_value and arg.name != "help":
+                names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
+                raise Exit(f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name "
+                           f"(invoke --help TASK lists the task's flags)", code=EXIT_USAGE)
+
+    program.parse_tasks = parse_tasks_or_exit_2
+
+
+_preflight()

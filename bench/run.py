@@ -4,8 +4,10 @@
 
 Every timing is a whole process (start-up included), run alternately with
 its baseline, median of --repeat runs; peak RSS comes from wait4().  Prints
-a table, writes bench/results.json and bench/RESULTS.md.  Not a test: no
-assertion on time anywhere.
+a table, writes results.json and RESULTS.md: into bench/ for a full run
+(every scale, the 1 GB database included), else into the work folder, so
+that a partial run never replaces the committed table (--out chooses).  Not
+a test: no assertion on time anywhere.
 """
 
 from __future__ import annotations
@@ -410,11 +412,25 @@ def verdicts(rows: list[dict]) -> list[str]:
     return ["| target | verdict | measured |", "|---|---|---|", *out] if out else []
 
 
-def write_results(b: Bench, notes: list[str], args, stamp: str | None = None, where: str | None = None) -> None:
+FULL_SCALES = ("a", "b", "c", "db")
+
+
+def results_dir(scales: str, big_db: bool, work: str, out: str | None = None) -> str:
+    """Where a run writes RESULTS.md and results.json: bench/ (the committed
+    table) only for a full run, the work folder for a partial one."""
+    if out:
+        return out
+    full = set(FULL_SCALES) <= set(scales.split(",")) and big_db
+    return HERE if full else work
+
+
+def write_results(b: Bench, notes: list[str], args, out_dir: str | None = None, stamp: str | None = None, where: str | None = None) -> None:
+    out_dir = out_dir or HERE
     stamp = stamp or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     where = where or machine()
     data = {"when": stamp, "machine": where, "repeat": args.repeat, "scales": args.scales, "notes": notes, "rows": b.rows}
-    with open(os.path.join(HERE, "results.json"), "w") as fh:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(data, fh, indent=2)
     lines = [
         "# Benchmark results",
@@ -440,9 +456,11 @@ def write_results(b: Bench, notes: list[str], args, stamp: str | None = None, wh
         lines += ["", "## Against the targets", "", *judged]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
+    with open(os.path.join(out_dir, "RESULTS.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"\nwrote {os.path.join(out_dir, 'RESULTS.md')} and results.json"
+          + ("" if out_dir == HERE else " (a partial run: bench/RESULTS.md is left as it is)"))
 
 
 def main() -> None:
@@ -452,14 +470,17 @@ def main() -> None:
     ap.add_argument("--work", default=os.path.join(HERE, "work"))
     ap.add_argument("--no-big-db", action="store_true", help="skip the 1 GB database")
     ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from results.json")
+    ap.add_argument("--out", help="folder for RESULTS.md and results.json (default: bench/ for a full run, else --work)")
     args = ap.parse_args()
+    out_dir = results_dir(args.scales, not args.no_big_db, args.work, args.out)
     if args.render:
-        with open(os.path.join(HERE, "results.json")) as fh:
+        out_dir = args.out or HERE
+        with open(os.path.join(out_dir, "results.json")) as fh:
             data = json.load(fh)
         b = Bench(data["repeat"])
         b.rows = data["rows"]
         args.repeat, args.scales = data["repeat"], data.get("scales", args.scales)
-        write_results(b, data["notes"], args, stamp=data["when"], where=data["machine"])
+        write_results(b, data["notes"], args, out_dir, stamp=data["when"], where=data["machine"])
         return
     notes: list[str] = []
     ensure_tools(notes)
@@ -473,7 +494,7 @@ def main() -> None:
             project_scale(b, scale, args.work, notes)
         elif scale == "db":
             db_scale(b, args.work, notes, big=not args.no_big_db)
-    write_results(b, notes, args)
+    write_results(b, notes, args, out_dir)
 
 
 if __name__ == "__main__":

@@ -75,3 +75,13 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| a | create | ours create (gz) | 0.200 | 1.0 | 0.18 | 35.0 | 1.00 |  |" in text
     assert "| a: seed scale end to end under 0.5 s | met | 0.20 s |" in text
+
+
+def test_partial_runs_leave_the_committed_results_alone(bench, tmp_path):
+    """`make bench ARGS="--scales a"` once rewrote bench/RESULTS.md with a one-scale table."""
+    work = str(tmp_path / "work")
+    assert bench.results_dir("a,b,c,db", True, work) == bench.HERE
+    assert bench.results_dir("db,c,b,a", True, work) == bench.HERE
+    for scales, big_db in [("a", True), ("a,b,c", True), ("a,b,c,db", False)]:
+        assert bench.results_dir(scales, big_db, work) == work
+    assert bench.results_dir("a", True, work, out=str(tmp_path)) == str(tmp_path)

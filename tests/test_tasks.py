@@ -258,3 +258,157 @@ def test_dry_run_and_create_report_the_same_total_size_with_hard_links(proj):
     made = json.loads(out)
     assert planned["total_size"] == made["total_size"] and planned["total_files"] == made["total_files"]
     assert made["total_size"] < 2 * 50_000
+
+
+# ------------------------------------------------------------ flags and exit codes
+
+TASKS = ["backup.create", "backup.list", "backup.info", "backup.restore", "backup.verify", "backup.cleanup",
+         "db.backup", "db.list", "db.info", "db.verify", "db.restore", "db.cleanup"]
+
+
+def task_flags(name):
+    """{long flag: short flag or None} from `invoke --help TASK`."""
+    import re
+
+    proc = run_subprocess(["--help", name], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    flags = {}
+    for line in proc.stdout.split("Options:")[1].splitlines():
+        m = re.match(r"\s+(?:-(\w)(?: \w+)?, )?--([\w-]+)", line)
+        if m:
+            flags[m.group(2)] = m.group(1)
+    return flags
+
+
+def test_short_flags_mean_one_thing_everywhere():
+    by_task = {name: task_flags(name) for name in TASKS}
+    longs, shorts = {}, {}
+    for name, flags in by_task.items():
+        assert "json" in flags and "project-root" in flags and "backup-dir" in flags, name
+        for long, short in flags.items():
+            longs.setdefault(long, set()).add(short)
+            if short:
+                shorts.setdefault(short, set()).add(long)
+    assert {long: s for long, s in longs.items() if len(s) > 1} == {}, "a long flag with different short forms"
+    assert {short: s for short, s in shorts.items() if len(s) > 1} == {}, "a short flag for two long flags"
+    shared = {long for long in longs if sum(long in flags for flags in by_task.values()) > 1}
+    assert {long for long in shared if longs[long] == {None}} == set(), "a shared flag without a short form"
+    assert by_task["backup.verify"]["backup-dir"] == by_task["backup.create"]["backup-dir"] == "B"
+    assert by_task["db.restore"]["force"] == by_task["backup.restore"]["force"] == "F"
+    assert by_task["db.restore"]["from-sql"] is None and by_task["db.backup"]["db-path"] == "s"
+
+
+def test_readme_short_flag_table_is_the_one_in_tasks():
+    import re
+
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    text = (REPO / "README.md").read_text()
+    table = dict((long, short) for short, long in re.findall(r"^\| `-(\w)` \| `--([\w-]+)` \|", text, re.M))
+    assert table == {long: short for long, short in tasks.SHORT_FLAGS.items()}
+
+
+def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path):
+    _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
+    bdir = os.path.dirname(json.loads(out)["backup_path"])
+    # -b was --backup-dir in create/list/cleanup and --backup-path elsewhere: verify -b DIR failed with exit 4.
+    proc = run_subprocess(["backup.verify", "-b", bdir, "-p", str(proj)], cwd=tmp_path)
+    assert proc.returncode == 2 and "is a folder" in proc.stderr and "--backup-dir" in proc.stderr, proc.stderr
+    proc = run_subprocess(["backup.verify", "-B", bdir, "-p", str(proj)], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok "), proc.stderr
+    for args in (["db.restore", "-f"], ["backup.restore", "-f"], ["backup.list", "-d"], ["backup.create", "-n"],
+                 ["backup.info", "-a", bdir], ["backup.list", "-b", bdir], ["db.backup", "-d", "x.db"]):
+        proc = run_subprocess([*args, "-p", str(proj)], cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), (args, proc.stderr)
+
+
+def test_unknown_flag_or_task_is_exit_2(tmp_path):
+    for args in (["backup.create", "--no-such-flag"], ["backup.nosuchtask"]):
+        proc = run_subprocess(args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["backup.cleanup", "--retention-days", "1000000"], "from 0 to 36500"),
+    (["db.cleanup", "--max-backups", "many"], "--max-backups many"),
+    (["backup.create", "--no-compress", "--compression", "zst"], "contradict"),
+    (["db.backup", "--no-compress", "--compression", "gz"], "contradict"),
+    (["backup.create", "--compression", ""], "--compression ''"),
+])
+def test_bad_flag_values_are_exit_2(proj, args, needle):
+    code, out, err = cli(*args, "--project-root", str(proj))
+    assert code == 2 and needle in err, err
+    no_traceback(err)
+    assert not (proj / "backups").exists()
+
+
+def test_uncompressed_archive_says_so(proj):
+    code, out, err = cli("backup.create", "--project-root", str(proj), "--no-compress")
+    assert code == 0, err
+    assert "as an uncompressed tar)" in out and "as none" not in out
+
+
+def test_missing_root_or_backup_dir_in_list_and_cleanup(proj, tmp_path):
+    for task in ("backup.list", "backup.cleanup", "db.list", "db.cleanup"):
+        code, out, err = cli(task, "--project-root", str(tmp_path / "nope"))
+        assert code == 1 and str(tmp_path / "nope") in err and "does not exist" in err, (task, err)
+        missing = tmp_path / "no-backups-here"
+        code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing))
+        assert code == 0 and f"{missing} does not exist" in out, (task, out, err)
+        code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing), "--json")
+        assert code == 0 and json.loads(out) in ([], {"dry_run": False, "deleted": [], "would_delete": [], "kept": [], "not_backups": []})
+    assert not (tmp_path / "no-backups-here").exists()
+
+
+def test_closed_stdout_ends_quietly(proj):
+    """`backup.create --dry-run | head -1`: no traceback, no "Exception ignored", exit 141 (SIGPIPE's, as a shell reports it)."""
+    for args in (["backup.create", "--dry-run"], ["backup.create", "--dry-run", "--json"], ["backup.list"]):
+        full_env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), *args, "--project-root", str(proj)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+        proc.stdout.close()  # the reader is gone before the first byte
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.wait() == 141, err
+        assert "Traceback" not in err and "Exception ignored" not in err and "error" not in err, err
+
+
+def test_closed_stdout_keeps_a_failure_code(proj, tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a backup at all" * 100)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "backup.verify", "--backup-path", str(bad)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait() == 4 and "Exception ignored" not in err and "Traceback" not in err, err
+
+
+def test_readme_cron_lines_keep_the_exit_code(tmp_path):
+    """The README's cron lines call invoke directly: make would turn every failure into 2."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```cron\n(.*?)```", text, re.S).group(1)
+    lines = [line.split(None, 5)[5] for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines and all("make" not in line.split() for line in lines)
+    verify = next(line for line in lines if "backup.verify" in line)
+    app = make_project(tmp_path / "myapp")
+    shutil.copy(REPO / "tasks.py", app / "tasks.py")
+    shutil.rmtree(app / ".venv")
+    os.symlink(REPO / ".venv", app / ".venv")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    backup = next(line for line in lines if "backup.create" in line)
+    proc = subprocess.run(["sh", "-c", backup.replace("/srv/myapp", str(app))], capture_output=True, text=True, env=env)
+    if proc.returncode:  # no database in this app: db.backup may come first and stop the line
+        subprocess.run([str(app / ".venv/bin/invoke"), "backup.create"], cwd=app, check=True, capture_output=True, env=env)
+    archive = next((app / "backups" / "project").glob("*.tar.gz"))
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    proc = subprocess.run(["sh", "-c", verify.replace("/srv/myapp", str(app))], capture_output=True, text=True, env=env)
+    assert proc.returncode == 4, proc.stderr
