@@ -52,6 +52,13 @@ SHORT_FLAGS = {
     "target-path": "t",
     "no-sql-dump": "n",
     "no-default-excludes": "o",
+    "keep-last": "l",
+    "keep-hourly": "H",
+    "keep-daily": "D",
+    "keep-weekly": "W",
+    "keep-monthly": "M",
+    "keep-yearly": "Y",
+    "keep-within": "w",
 }
 
 
@@ -251,20 +258,23 @@ def _incomplete(message: str):
         "include": "keep paths that ignore rules drop, e.g. .env (repeatable; config backup.include)",
         "no_default_excludes": "do not leave out .venv, node_modules, *.pyc, the database … (git's rules still apply)",
         "dry_run": "write nothing; list exactly the files the archive would hold",
+        "incremental": "store only what changed since the newest backup (config backup.incremental: false, true or auto)",
+        "full": "write a full backup whatever backup.incremental says",
+        "rehash": "incremental: read and hash every file instead of trusting size and times",
         "json_": JSON_HELP,
     },
     iterable=["exclude", "include"],
 )
 @_run
 def create(c, project_root=None, backup_dir=None, no_compress=False, compression=None, exclude=None, include=None,
-           no_default_excludes=False, dry_run=False, json_=False):
+           no_default_excludes=False, dry_run=False, incremental=False, full=False, rehash=False, json_=False):
     """Back up the project tree as git sees it, into one standard archive."""
     from backup_lib.project import create_backup
     from backup_lib.report import human_size
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
                              "--compression": compression, "--exclude": exclude, "--include": include,
-                             "--no-default-excludes": no_default_excludes})
+                             "--no-default-excludes": no_default_excludes, "--incremental": incremental})
     cfg = s["backup"]
     root = _root(s)
     result = create_backup(
@@ -281,6 +291,12 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         dry_run=dry_run,
         lock_timeout=cfg["lock_timeout"],
         progress=None if dry_run else _progress("backup"),
+        incremental=cfg["incremental"],
+        full=full,
+        rehash=rehash,
+        full_every_days=cfg["full_every_days"],
+        max_chain=cfg["max_chain"],
+        cache_dir=cfg["cache_dir"],
     )
     meta = result.metadata
     for warning in result.warnings:
@@ -304,6 +320,10 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         packed = "an uncompressed tar" if meta["compression"] == "none" else meta["compression"]
         _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
              f"({human_size(size)} as {packed}), project_hash {meta['project_hash'][:16]}")
+        if meta.get("parent"):
+            ch = meta["changes"]
+            _out(f"  incremental on {meta['parent']['name']} (chain depth {meta['chain_depth']}): {ch['new']} new, "
+                 f"{ch['modified']} modified, {ch['removed']} removed, {ch['unchanged']} unchanged")
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
@@ -421,30 +441,52 @@ def _print_verify(reports, json_):
                    + ", ".join(os.path.basename(r.backup_path) for r in failed), code=EXIT_INTEGRITY)
 
 
+def _keep_help(section: str) -> dict:
+    periods = {"hourly": "hour", "daily": "day", "weekly": "ISO week", "monthly": "month", "yearly": "year"}
+    out = {f"keep_{rule}": f"keep the newest backup of each of the last N {what}s with one (local time; config {section}.keep_{rule})"
+           for rule, what in periods.items()}
+    out["keep_last"] = f"keep the newest N backups (config {section}.keep_last)"
+    out["keep_within"] = f"keep every backup within this of the newest: 7d, 2w, 6m, 1y3m (config {section}.keep_within)"
+    return out
+
+
+def _keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within) -> dict:
+    return {"--keep-last": keep_last, "--keep-hourly": keep_hourly, "--keep-daily": keep_daily, "--keep-weekly": keep_weekly,
+            "--keep-monthly": keep_monthly, "--keep-yearly": keep_yearly, "--keep-within": keep_within}
+
+
 @_task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
              "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
-             "dry_run": "delete nothing; say what would be deleted",
+             **_keep_help("backup"),
+             "dry_run": "delete nothing; say what would be deleted and why",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
-def cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
-    """Delete old backups by age and count; the newest is always kept."""
+def cleanup(c, retention_days=None, max_backups=None, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None,
+            keep_monthly=None, keep_yearly=None, keep_within=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Delete old backups by age and count, or by --keep-* rules; the newest, and every chain a kept backup needs, stay."""
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir,
-                             "--retention-days": retention_days, "--max-backups": max_backups})
+                             "--retention-days": retention_days, "--max-backups": max_backups,
+                             **_keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within)})
     root = _root(s)
     _cleanup(s, "backup", root, _dir(s, "backup", root), dry_run, json_)
 
 
 def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
     from backup_lib.project import cleanup_backups
+    from backup_lib.retention import KeepPolicy
 
+    cfg = s[section]
+    keep = KeepPolicy.from_values(**{rule: cfg[f"keep_{rule}"] for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")})
     result = cleanup_backups(
         bdir,
         kind="project" if section == "backup" else "db",
         name=s["backup"]["name"] or os.path.basename(root),
-        retention_days=s[section]["retention_days"],
-        max_backups=s[section]["max_backups"],
+        retention_days=cfg["retention_days"],
+        max_backups=cfg["max_backups"],
+        keep=keep,
         dry_run=dry_run,
         lock_timeout=s["backup"]["lock_timeout"],
+        cache_dir=s["backup"]["cache_dir"],
     )
     if not json_ and not os.path.isdir(bdir):
         _out(f"No backups to clean up: {bdir} does not exist.")
@@ -456,7 +498,9 @@ def _print_cleanup(result, json_):
     if json_:
         _json({"dry_run": result.dry_run, "deleted": list(result.deleted),
                "would_delete": [d.key for d in result.decisions if d.delete] if result.dry_run else [],
-               "kept": [d.key for d in result.decisions if not d.delete], "not_backups": list(result.not_backups)})
+               "kept": [d.key for d in result.decisions if not d.delete], "not_backups": list(result.not_backups),
+               "backups": [{"backup_path": d.key, "name": os.path.basename(d.key), "timestamp": d.timestamp.isoformat(),
+                            "action": "delete" if d.delete else "keep", "reasons": list(d.reasons)} for d in result.decisions]})
         return
     for d in result.decisions:
         verb = ("would delete" if result.dry_run else "deleted") if d.delete else "keep"
@@ -577,12 +621,16 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
 
 @_task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
                              "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
-                             "dry_run": "delete nothing; say what would be deleted",
+                             **_keep_help("db"),
+                             "dry_run": "delete nothing; say what would be deleted and why",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_cleanup(c, retention_days=None, max_backups=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
-    """Delete old database backups (safety backups count); the newest is always kept."""
-    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--retention-days": retention_days, "--max-backups": max_backups})
+def db_cleanup(c, retention_days=None, max_backups=None, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None,
+               keep_monthly=None, keep_yearly=None, keep_within=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Delete old database backups (safety backups count) by age and count, or by --keep-* rules; the newest is always kept."""
+    s, root, bdir = _db_settings(c, project_root, backup_dir, **{
+        "--retention-days": retention_days, "--max-backups": max_backups,
+        **_keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within)})
     _cleanup(s, "db", root, bdir, dry_run, json_)
 
 

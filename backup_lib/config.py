@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from .errors import UsageError
 
 __all__ = [
-    "Bool", "Int", "Float", "Duration", "Text", "Choice", "TextList", "Path",
+    "Bool", "Int", "Float", "Duration", "CalendarDuration", "Text", "Choice", "TextList", "Path",
     "Flag", "Setting", "SCHEMA", "FileSource", "EnvSource",
     "resolve", "env_var", "env_prefixes", "check_invoke_layers",
 ]
@@ -269,7 +269,43 @@ class Setting:
         self.kind, self.default, self.flags, self.doc = kind, default, flags, doc
 
 
+class CalendarDuration(Kind):
+    """A retention duration: ``7d``, ``2w``, ``6m`` (months), ``1y3m``, ``36h``
+    (restic's ``--keep-within``); kept as its text."""
+
+    __slots__ = ()
+
+    def expects(self) -> str:
+        return "a duration such as 7d, 2w, 6m or 1y3m (y, m = months, w, d, h)"
+
+    def parse(self, value):
+        from .retention import parse_duration
+
+        if not isinstance(value, str):
+            raise ValueError
+        if not value.strip():
+            return None
+        try:
+            return parse_duration(value).text
+        except UsageError:
+            raise ValueError from None
+
+
 _COMPRESSION = Choice(("gz", "zst", "none"), {"gzip": "gz", "zstd": "zst", "tar": "none"})
+_KEEP = Int(0, 1_000_000)
+
+
+def _keep_rules() -> dict[str, Setting]:
+    """--keep-last … --keep-within: calendar retention (any rule replaces age and count)."""
+    out = {
+        f"keep_{rule}": Setting(_KEEP, None, (Flag(f"--keep-{rule}"),), f"keep the newest backup of each of the last N {what}")
+        for rule, what in (("hourly", "hours"), ("daily", "days"), ("weekly", "weeks"), ("monthly", "months"), ("yearly", "years"))
+    }
+    out["keep_last"] = Setting(_KEEP, None, (Flag("--keep-last"),), "keep the newest N backups")
+    out["keep_within"] = Setting(CalendarDuration(), None, (Flag("--keep-within"),), "keep every backup this young (from the newest)")
+    return out
+
+
 _RETENTION_DAYS = Int(0, 36500, "days")
 _MAX_BACKUPS = Int(1, 1_000_000)
 
@@ -287,6 +323,13 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "lock_timeout": Setting(Float(0, 86400, "seconds"), 10.0, (), "how long a create or cleanup waits for another"),
         "environment": Setting(Text(), None, (), 'metadata "environment"'),
         "restore_target": Setting(Path(), None, (Flag("--target-path"),), "default ./restored_project"),
+        "incremental": Setting(Choice(("false", "true", "auto"), {"no": "false", "off": "false", "0": "false", "yes": "true",
+                                                                   "on": "true", "1": "true"}),
+                               "false", (Flag("--incremental", const="true"),), "store only what changed since the newest backup"),
+        "full_every_days": Setting(Int(0, 36500, "days"), 7, (), "a chain whose full backup is older gets a new full"),
+        "max_chain": Setting(Int(1, 10_000), 14, (), "incrementals per chain at most"),
+        "cache_dir": Setting(Path(), None, (), "where manifests are kept for the next incremental (default ~/.cache/backup-toolkit)"),
+        **_keep_rules(),
     },
     "db": {
         "path": Setting(Path(), None, (Flag("--db-path"),), "the SQLite file"),
@@ -297,6 +340,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_backups": Setting(_MAX_BACKUPS, 5, (Flag("--max-backups"),)),
         "busy_timeout": Setting(Float(0, 3600, "seconds"), 5.0, (), "how long the snapshot waits on a locked database"),
         "restore_lock_wait": Setting(Float(0, 3600, "seconds"), 2.0, (), "how long db.restore tries for the write lock"),
+        **_keep_rules(),
     },
 }
 

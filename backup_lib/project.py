@@ -12,7 +12,7 @@ from .archive.writer import Incremental
 from .dbpath import left_out_of_project_backups, resolve_database
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
 from .metadata import common_metadata, database_info, now_utc
-from .retention import Decision, check_retention_args, plan_retention
+from .retention import Backup, Decision, KeepPolicy, check_retention_args, plan_retention
 from .selection import select_files
 from .store import BACKUP_TYPES, BackupStore, default_backup_dir, read_metadata
 
@@ -311,11 +311,18 @@ def cleanup_backups(
     name: str | None = None,
     retention_days=30,
     max_backups=5,
+    keep: KeepPolicy | None = None,
     dry_run: bool = False,
     lock_timeout: float = 10.0,
     now: _dt.datetime | None = None,
+    cache_dir: str | None = None,
+    tz=None,
 ) -> CleanupResult:
-    days, keep = check_retention_args(retention_days, max_backups)
+    """Delete this project's backups that the policy does not keep: the
+    calendar rules in ``keep`` when given, else age and count.  A kept
+    incremental keeps its whole chain; deletion goes newest first, so a
+    cleanup cut short never leaves an incremental without its parent."""
+    days, most = check_retention_args(retention_days, max_backups)
     store = BackupStore(backup_dir, kind)
     if not os.path.isdir(store.directory):
         return CleanupResult((), (), dry_run=dry_run)
@@ -331,13 +338,18 @@ def cleanup_backups(
             if meta.get("backup_type") not in BACKUP_TYPES[kind]:
                 not_ours.append(bf.path)
                 continue
-            confirmed.append((bf.path, bf.timestamp))
-        decisions = plan_retention(confirmed, now=now or now_utc(), retention_days=days, max_backups=keep)
+            parent = (meta.get("parent") or {}).get("name") if meta.get("backup_type") == "project_incremental" else None
+            confirmed.append(Backup(bf.path, bf.timestamp, os.path.join(store.directory, parent) if parent else None))
+        decisions = plan_retention(confirmed, now=now or now_utc(), retention_days=days, max_backups=most, keep=keep, tz=tz)
         deleted = []
-        for d in decisions:
+        for d in decisions:  # newest first: dependants before their parents
             if d.delete and not dry_run:
                 store.delete(d.key)
                 deleted.append(d.key)
+        if deleted and kind == "project":
+            from .incremental import ManifestCache, default_cache_dir
+
+            ManifestCache(cache_dir or default_cache_dir(), backup_dir).prune(d.key for d in decisions if not d.delete)
         return CleanupResult(tuple(decisions), tuple(deleted), tuple(not_ours), dry_run)
 
     if dry_run:

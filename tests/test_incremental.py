@@ -265,3 +265,43 @@ def test_a_new_hard_link_to_an_old_file_stores_the_group(tree, tmp_path):
     assert "app/views.py" in got and "views-link.py" in got
     with tarfile.open(inc.backup_path) as tf:
         assert tf.getmember("views-link.py").islnk() and tf.getmember("views-link.py").linkname == "app/views.py"
+
+
+def test_cleanup_keeps_whole_chains_and_deletes_dependants_first(tree, tmp_path):
+    from backup_lib.project import cleanup_backups
+    from backup_lib.retention import KeepPolicy
+
+    f1 = make(tree, tmp_path).backup_path
+    i1 = make(tree, tmp_path, incremental="true").backup_path
+    i2 = make(tree, tmp_path, incremental="true").backup_path
+    f2 = make(tree, tmp_path, full=True).backup_path
+    j1 = make(tree, tmp_path, incremental="true").backup_path
+    assert manifest(j1)[1]["parent"]["name"] == os.path.basename(f2)
+    res = cleanup_backups(str(tmp_path / "bk"), name="app", keep=KeepPolicy.from_values(last=1), dry_run=True,
+                          cache_dir=str(tmp_path / "cache"))
+    plan = {os.path.basename(d.key): d for d in res.decisions}
+    assert not plan[os.path.basename(j1)].delete and not plan[os.path.basename(f2)].delete
+    assert plan[os.path.basename(f2)].reasons == (f"base of {os.path.basename(j1)}",)
+    assert [os.path.basename(d.key) for d in res.decisions if d.delete] == [os.path.basename(p) for p in (i2, i1, f1)]
+    assert res.deleted == () and all(os.path.exists(p) for p in (f1, i1, i2, f2, j1))
+    res = cleanup_backups(str(tmp_path / "bk"), name="app", retention_days=30, max_backups=1, cache_dir=str(tmp_path / "cache"))
+    assert [os.path.basename(p) for p in res.deleted] == [os.path.basename(p) for p in (i2, i1, f1)]
+    assert sorted(os.listdir(tmp_path / "bk")) == sorted([os.path.basename(p) + s for p in (f2, j1) for s in ("", ".index.json")] + [".backup.lock"])
+    cached = os.listdir(next((tmp_path / "cache").iterdir()))
+    assert sorted(cached) == sorted(os.path.basename(p) + ".manifest" for p in (f2, j1))
+
+
+def test_cleanup_task_keep_flags_and_json_reasons(tree, tmp_path):
+    from helpers import run_cli
+
+    make(tree, tmp_path)
+    make(tree, tmp_path, incremental="true")
+    args = ["backup.cleanup", "--project-root", str(tree), "--backup-dir", str(tmp_path / "bk")]
+    code, out, err = run_cli([*args, "--keep-last", "1", "--dry-run", "--json"])
+    assert code == 0, err
+    rows = json.loads(out)["backups"]
+    assert [r["action"] for r in rows] == ["keep", "keep"]
+    assert rows[0]["reasons"][:2] == ["newest backup, always kept", "last 1"] and rows[1]["reasons"][0].startswith("base of ")
+    for bad in (["--keep-daily", "-1"], ["--keep-within", "7x"], ["--keep-daily", "0"]):
+        code, _, err = run_cli([*args, *bad])
+        assert code == 2 and len(err.strip().splitlines()) == 1, (bad, err)

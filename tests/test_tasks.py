@@ -358,7 +358,7 @@ def test_missing_root_or_backup_dir_in_list_and_cleanup(proj, tmp_path):
         code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing))
         assert code == 0 and f"{missing} does not exist" in out, (task, out, err)
         code, out, err = cli(task, "--project-root", str(proj), "--backup-dir", str(missing), "--json")
-        assert code == 0 and json.loads(out) in ([], {"dry_run": False, "deleted": [], "would_delete": [], "kept": [], "not_backups": []})
+        assert code == 0 and json.loads(out) in ([], {"dry_run": False, "deleted": [], "would_delete": [], "kept": [], "not_backups": [], "backups": []})
     assert not (tmp_path / "no-backups-here").exists()
 
 
