@@ -48,6 +48,7 @@ from .errors import DatabaseError, IntegrityError, NotFoundError, UsageError
 __all__ = [
     "PgTarget",
     "PgTools",
+    "PgBackupResult",
     "PgRestoreResult",
     "Toc",
     "is_postgres_url",
@@ -778,6 +779,14 @@ def _sha256(path: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
+@dataclass(frozen=True)
+class PgBackupResult:
+    """As database.DbBackupResult: the archive and its metadata."""
+
+    backup_path: str
+    metadata: dict
+
+
 def pg_backup(
     root: str,
     *,
@@ -794,13 +803,12 @@ def pg_backup(
     progress=None,
     safety_for: str | None = None,
     found_by: str = "db.url",
-):
+) -> PgBackupResult:
     """Dump the database into ``<name>_db_<ts>.tar.gz``: the custom dump,
     the SQL dump rendered from it, the manifest and the metadata."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import archive as _archive
-    from .database import DbBackupResult
     from .metadata import common_metadata, now_utc
     from .selection import Entry
     from .store import BackupStore, default_backup_dir
@@ -907,7 +915,7 @@ def pg_backup(
             if session is not None:
                 session.close()  # ends the snapshot's transaction
             shutil.rmtree(work, ignore_errors=True)
-    return DbBackupResult(final, metadata)
+    return PgBackupResult(final, metadata)
 
 
 # -------------------------------------------------------------------- verify
