@@ -75,3 +75,15 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| a | create | ours create (gz) | 0.200 | 1.0 | 0.18 | 35.0 | 1.00 |  |" in text
     assert "| a: seed scale end to end under 0.5 s | met | 0.20 s |" in text
+
+
+def test_postgres_backup_judged_against_pg_dump_at_any_size(bench):
+    rows = [
+        row("pg", "db.backup 1 GB", "ours db.backup (custom + SQL dump)", 26.0),
+        row("pg", "db.backup 1 GB", "pg_dump -Fc", 20.0),
+        row("pg", "db.backup 200 MB", "ours db.backup (custom + SQL dump)", 5.0),
+        row("pg", "db.backup 200 MB", "pg_dump -Fc", 3.0),
+    ]
+    lines = bench.verdicts(rows)
+    assert verdict(lines, "pg: db.backup 1 GB (PostgreSQL) within 1.3x of pg_dump -Fc").endswith("| met | 1.30x |")
+    assert "NOT met | 1.67x" in verdict(lines, "pg: db.backup 200 MB (PostgreSQL) within 1.3x of pg_dump -Fc")
