@@ -1,6 +1,6 @@
 """The benchmark: ours against tar, pigz, zstd, git and the sqlite3 shell.
 
-    python bench/run.py [--scales a,b,c,db] [--repeat 5] [--work bench/work]
+    python bench/run.py [--scales a,b,c,db,pg] [--repeat 5] [--work bench/work] [--pg-mb 1024]
 
 Every timing is a whole process (start-up included), run alternately with
 its baseline, median of --repeat runs; peak RSS comes from wait4().  Prints
@@ -320,6 +320,103 @@ def db_scale(b: Bench, work: str, notes: list[str], big: bool) -> None:
         }, prepare=clean, target="(report: includes integrity_check, SHA-256 and compression)")
 
 
+PG_DB = "benchshop"
+
+
+def _pg_server(data: str, notes: list[str]):
+    """pgserver's PostgreSQL (the test extra), in ``data``: (handle, url, bin dir)."""
+    try:
+        import pgserver
+        from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        notes.append("pgserver is not installed and no --pg-url was given: the PostgreSQL case is skipped")
+        return None
+    os.makedirs(os.path.dirname(data), exist_ok=True)
+    handle = pgserver.get_server(data, cleanup_mode="stop")
+    socket_dir = handle.get_uri().split("host=", 1)[1].split("&", 1)[0]
+    return handle, f"postgresql://postgres@/{{db}}?host={socket_dir}", str(POSTGRES_BIN_PATH)
+
+
+def _pg_fill(psql: list[str], conninfo: str, size_mb: int) -> None:
+    """Orders until the database holds ``size_mb`` MB (kept between runs)."""
+    def q(sql: str) -> str:
+        return subprocess.run([*psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    q("CREATE TABLE IF NOT EXISTS orders (id bigserial PRIMARY KEY, customer text, amount numeric(10,2), note text, created date)")
+    q("CREATE TABLE IF NOT EXISTS customers (id int PRIMARY KEY, name text, email text)")
+    q("INSERT INTO customers SELECT g, 'customer' || g, 'c' || g || '@example.com' FROM generate_series(1, 5000) g ON CONFLICT DO NOTHING")
+    while int(q("SELECT pg_database_size(current_database())")) < size_mb * 1_000_000:
+        q("INSERT INTO orders (customer, amount, note, created) SELECT 'customer' || (random() * 5000)::int, "
+          "round((random() * 500)::numeric, 2), repeat('note ', 1 + (random() * 20)::int) || md5(random()::text), "
+          "date '2025-01-01' + (random() * 364)::int FROM generate_series(1, 500000)")
+    q("VACUUM ANALYZE")
+
+
+def pg_scale(b: Bench, work: str, notes: list[str], size_mb: int, url: str | None, bin_dir: str | None, data: str) -> None:
+    """db.backup of a PostgreSQL database beside pg_dump -Fc alone."""
+    handle = None
+    if url is None:
+        started = _pg_server(data, notes)
+        if started is None:
+            return
+        handle, template, bin_dir = started
+        url = template.format(db=PG_DB)
+        admin = template.format(db="postgres")
+    else:
+        admin = None
+    from backup_lib.postgres import find_tools, parse_url
+
+    try:
+        tools = find_tools(bin_dir)
+        target = parse_url(url)
+        if admin is not None:
+            subprocess.run([tools.psql, "-X", "-q", "-d", parse_url(admin).conninfo(), "-c", f"CREATE DATABASE {PG_DB}"],
+                           capture_output=True)
+        print(f"filling {target.shown()} to {size_mb} MB …", flush=True)
+        _pg_fill([tools.psql], target.conninfo(), size_mb)
+        out = os.path.join(work, "out-pg")
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        bdir = os.path.join(out, "backups")
+        plain = os.path.join(out, "plain.dump")
+
+        def clean(_name):
+            shutil.rmtree(bdir, ignore_errors=True)
+            if os.path.exists(plain):
+                os.unlink(plain)
+
+        sizes: dict[str, int] = {}
+
+        def ours(sql_dump: bool, label: str):
+            # Through the library until db.backup dispatches to it; then:
+            # [*INVOKE, "db.backup", ...] with db.url and db.pg_bin_dir.
+            code = (f"import sys; sys.path.insert(0, {REPO!r}); from backup_lib.postgres import pg_backup; "
+                    f"pg_backup({out!r}, url={url!r}, backup_dir={bdir!r}, pg_bin_dir={bin_dir!r}, sql_dump={sql_dump!r})")
+
+            def go():
+                r = run([PY, "-c", code])
+                sizes[label] = sum(os.path.getsize(os.path.join(bdir, f)) for f in os.listdir(bdir) if f.endswith(".tar.gz"))
+                return r
+            return go
+
+        def pg_dump():
+            r = run([tools.pg_dump, "-Fc", "-f", plain, f"--dbname={target.conninfo()}"])
+            sizes["pg_dump -Fc"] = os.path.getsize(plain)
+            return r
+
+        label = "db.backup 1 GB" if size_mb == 1024 else f"db.backup {size_mb} MB"
+        b.compare("pg", label, {
+            "ours db.backup (custom + SQL dump)": ours(True, "ours db.backup (custom + SQL dump)"),
+            "pg_dump -Fc": pg_dump,
+            "ours db.backup (custom dump only)": ours(False, "ours db.backup (custom dump only)"),
+        }, prepare=clean, size_of=sizes.get, target="within 1.3x of pg_dump -Fc")
+        clean(None)
+    finally:
+        if handle is not None:
+            handle.cleanup()
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -409,10 +506,14 @@ def verdicts(rows: list[dict]) -> list[str]:
     r = ratio(med("db", "snapshot 1 GB", "ours snapshot (online backup API)"), med("db", "snapshot 1 GB", "sqlite3 .backup"))
     if r is not None:
         judge("db: snapshot of 1 GB within 1.5x of .backup", r <= 1.5, f"{r:.2f}x")
+    for task in sorted({r["task"] for r in rows if r["scale"] == "pg" and r["task"].startswith("db.backup")}):
+        r = ratio(med("pg", task, "ours db.backup (custom + SQL dump)"), med("pg", task, "pg_dump -Fc"))
+        if r is not None:
+            judge(f"pg: {task} (PostgreSQL) within 1.3x of pg_dump -Fc", r <= 1.3, f"{r:.2f}x")
     return ["| target | verdict | measured |", "|---|---|---|", *out] if out else []
 
 
-FULL_SCALES = ("a", "b", "c", "db")
+FULL_SCALES = ("a", "b", "c", "db", "pg")
 
 
 def results_dir(scales: str, big_db: bool, work: str, out: str | None = None) -> str:
@@ -465,10 +566,17 @@ def write_results(b: Bench, notes: list[str], args, out_dir: str | None = None, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scales", default="a,b,c,db")
+    ap.add_argument("--scales", default=",".join(FULL_SCALES))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--work", default=os.path.join(HERE, "work"))
     ap.add_argument("--no-big-db", action="store_true", help="skip the 1 GB database")
+    ap.add_argument("--pg-mb", type=int, default=1024, help="size of the PostgreSQL database (scale pg), in MB")
+    ap.add_argument("--pg-url", help="bench against this PostgreSQL server instead of a pgserver one (its database is filled)")
+    ap.add_argument("--pg-bin-dir", help="pg_dump, pg_restore and psql from here (with --pg-url)")
+    # pgserver runs the server as another user when run as root: that user
+    # must reach the data folder, so it is not kept under --work.
+    ap.add_argument("--pg-data", default=os.path.join(tempfile.gettempdir(), "backup-toolkit-bench-pg", "data"),
+                    help="the pgserver data folder (kept between runs with its database)")
     ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from results.json")
     ap.add_argument("--out", help="folder for RESULTS.md and results.json (default: bench/ for a full run, else --work)")
     args = ap.parse_args()
@@ -494,6 +602,8 @@ def main() -> None:
             project_scale(b, scale, args.work, notes)
         elif scale == "db":
             db_scale(b, args.work, notes, big=not args.no_big_db)
+        elif scale == "pg":
+            pg_scale(b, args.work, notes, args.pg_mb, args.pg_url, args.pg_bin_dir, args.pg_data)
     write_results(b, notes, args, out_dir)
 
 

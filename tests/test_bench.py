@@ -80,8 +80,20 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
 def test_partial_runs_leave_the_committed_results_alone(bench, tmp_path):
     """`make bench ARGS="--scales a"` once rewrote bench/RESULTS.md with a one-scale table."""
     work = str(tmp_path / "work")
-    assert bench.results_dir("a,b,c,db", True, work) == bench.HERE
-    assert bench.results_dir("db,c,b,a", True, work) == bench.HERE
-    for scales, big_db in [("a", True), ("a,b,c", True), ("a,b,c,db", False)]:
+    assert bench.results_dir("a,b,c,db,pg", True, work) == bench.HERE
+    assert bench.results_dir("pg,db,c,b,a", True, work) == bench.HERE
+    for scales, big_db in [("a", True), ("a,b,c", True), ("a,b,c,db", True), ("a,b,c,db,pg", False)]:
         assert bench.results_dir(scales, big_db, work) == work
     assert bench.results_dir("a", True, work, out=str(tmp_path)) == str(tmp_path)
+
+
+def test_postgres_backup_judged_against_pg_dump_at_any_size(bench):
+    rows = [
+        row("pg", "db.backup 1 GB", "ours db.backup (custom + SQL dump)", 26.0),
+        row("pg", "db.backup 1 GB", "pg_dump -Fc", 20.0),
+        row("pg", "db.backup 200 MB", "ours db.backup (custom + SQL dump)", 5.0),
+        row("pg", "db.backup 200 MB", "pg_dump -Fc", 3.0),
+    ]
+    lines = bench.verdicts(rows)
+    assert verdict(lines, "pg: db.backup 1 GB (PostgreSQL) within 1.3x of pg_dump -Fc").endswith("| met | 1.30x |")
+    assert "NOT met | 1.67x" in verdict(lines, "pg: db.backup 200 MB (PostgreSQL) within 1.3x of pg_dump -Fc")
