@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 INVOKE := $(BIN)/invoke
 ARGS ?=
 
-.PHONY: help install backup backups info restore cleanup verify db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
+.PHONY: help install backup backups info restore cleanup verify status notify-test db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
 
 help: ## Show this help
 	@echo "Usage: make TARGET [ARGS=\"--flag ...\"]"
@@ -45,6 +45,12 @@ cleanup: $(STAMP) ## Delete old project backups (ARGS="--dry-run --max-backups 1
 
 verify: $(STAMP) ## Verify every project backup (or BACKUP=path)
 	@$(INVOKE) backup.verify $(if $(BACKUP),--backup-path "$(BACKUP)") $(ARGS)
+
+status: $(STAMP) ## Are the backups fresh, complete and verified? (exit 10-13 if not; ARGS="--json")
+	@$(INVOKE) backup.status $(ARGS)
+
+notify-test: $(STAMP) ## Send a test message to every configured notification URL
+	@$(INVOKE) backup.notify-test $(ARGS)
 
 db-backup: $(STAMP) ## Back up the SQLite database
 	@$(INVOKE) db.backup $(ARGS)

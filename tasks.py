@@ -98,7 +98,8 @@ def _call(fn, c, *args, **kwargs):
     from backup_lib.errors import BackupError
 
     try:
-        return fn(c, *args, **kwargs)
+        with _monitoring(c, fn, kwargs):
+            return fn(c, *args, **kwargs)
     except Exit:
         raise
     except BackupError as exc:
@@ -110,6 +111,49 @@ def _call(fn, c, *args, **kwargs):
         raise Exit("error: interrupted", code=130) from None
     except Exception as exc:  # a bug: still one line, never a traceback
         raise Exit(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", code=1) from None
+
+
+# Task function -> its name, for the run history (filled from the collections below).
+_TASK_NAMES: dict = {}
+
+
+def _monitoring(c, fn, kwargs):
+    """Record the run in the history and notify, for the tasks that create,
+    verify, restore or delete (not a --dry-run).  When the settings cannot
+    even be read, the task reports that itself: nothing is recorded."""
+    import contextlib
+
+    from backup_lib.errors import BackupError
+    from backup_lib.monitor import RECORDED_TASKS
+
+    task = _TASK_NAMES.get(fn)
+    if task not in RECORDED_TASKS or kwargs.get("dry_run"):
+        return contextlib.nullcontext()
+    from backup_lib.history import history_path
+    from backup_lib.monitor import monitored
+
+    try:
+        flags = {"--project-root": kwargs.get("project_root")}
+        if task.startswith("backup."):
+            flags["--backup-dir"] = kwargs.get("backup_dir")
+        s = _settings(c, backup=flags)
+        root = os.path.abspath(s["backup"]["project_root"] or HERE)
+        # A root that is gone is still a failure to notify, but no folder is made for its history.
+        history = history_path(_dir(s, "backup", root), s["history"]["path"], root) if os.path.isdir(root) else None
+    except BackupError:
+        return contextlib.nullcontext()
+    # The default history goes beside the backup folders once there are
+    # some; a configured history.path is made when missing.
+    return monitored(task, history_file=history, project=s["backup"]["name"] or os.path.basename(root), root=root,
+                     notify_section={k: v for k, v in s["notify"].items() if v is not None}, warn=_warn,
+                     create_history_dir=bool(s["history"]["path"]))
+
+
+def _run_report():
+    """The run being recorded, for a task to say what it wrote or checked."""
+    from backup_lib.history import current_run
+
+    return current_run()
 
 
 _stdout_lost = False  # the reader of stdout went away (`| head -1`)
@@ -205,6 +249,14 @@ def _backup_dirs(c, s, root: str) -> list[str]:
                                _dir(configured, "backup", root), _dir(configured, "db", root)]))
 
 
+def _history_files(s, root: str) -> list[str]:
+    """The run history and its lock: the toolkit's, never in a project backup."""
+    from backup_lib.history import history_path
+
+    path = history_path(_dir(s, "backup", root), s["history"]["path"], root)
+    return [path, path + ".lock"]
+
+
 def _archive(backup_path, backup_dir: str) -> str:
     from backup_lib.errors import UsageError
     from backup_lib.project import resolve_backup_path
@@ -286,7 +338,7 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         exclude=cfg["exclude"],
         default_excludes=cfg["default_excludes"],
         db_path=s["db"]["path"],
-        other_backup_dirs=_backup_dirs(c, s, root),
+        other_backup_dirs=[*_backup_dirs(c, s, root), *_history_files(s, root)],
         environment=cfg["environment"],
         dry_run=dry_run,
         lock_timeout=cfg["lock_timeout"],
@@ -301,6 +353,8 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
     meta = result.metadata
     for warning in result.warnings:
         _warn(warning)
+    if not dry_run:
+        _run_report().archive(result.backup_path, files=meta["total_files"])
     if dry_run:
         if json_:
             _json(meta)
@@ -389,6 +443,7 @@ def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, i
     target = s["backup"]["restore_target"] or "restored_project"
     result = restore_backup(path, target, force=force, dry_run=dry_run, include=include or [],
                             allow_outside_links=allow_outside_links, progress=None if dry_run else _progress("restore"))
+    _run_report().archive(path, files=len(result.restored))
     _print_restore(result, json_)
 
 
@@ -436,6 +491,7 @@ def _print_verify(reports, json_):
     else:
         _out(render_verify(reports))
     failed = [r for r in reports if not r.ok]
+    _run_report().verified(len(reports), len(failed))
     if failed:
         raise Exit(f"error: {len(failed)} of {len(reports)} backups failed verification: "
                    + ", ".join(os.path.basename(r.backup_path) for r in failed), code=EXIT_INTEGRITY)
@@ -551,6 +607,7 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
     meta = result.metadata
     for warning in result.warnings:
         _warn(warning)
+    _run_report().archive(result.backup_path, files=meta["total_files"])
     if json_:
         _json({**meta, "backup_path": result.backup_path})
     else:
@@ -604,6 +661,7 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
                         skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
                         from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
                         lock_timeout=s["backup"]["lock_timeout"])
+    _run_report().archive(path)
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
     if result.forced_while_busy:
         _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
@@ -634,12 +692,74 @@ def db_cleanup(c, retention_days=None, max_backups=None, keep_last=None, keep_ho
     _cleanup(s, "db", root, bdir, dry_run, json_)
 
 
-backup = Collection("backup", create, list_, info, restore, verify, cleanup)
+# ------------------------------------------------------------------ monitoring
+
+
+@_task(help={"json_": "the report as JSON (fields documented in the README)",
+             "prometheus": "also write the facts to FILE in Prometheus' text format (node_exporter's textfile collector)",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP})
+@_run
+def status(c, json_=False, prometheus=None, project_root=None, backup_dir=None):
+    """Are the backups fresh, complete, verified?  Exit 0 if so, 10-13 if not (see the README)."""
+    from backup_lib.dbpath import resolve_database
+    from backup_lib.history import history_path
+    from backup_lib.monitor import gather_status
+    from backup_lib.status import expected_kinds, render_status, thresholds_from_config, write_prometheus
+
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    root = _root(s)
+    section = {k: v for k, v in s["status"].items() if v is not None}
+    thresholds = thresholds_from_config(section)
+    db = resolve_database(root, s["db"]["path"], skip_dirs=_backup_dirs(c, s, root))
+    kinds = expected_kinds(section, has_database=db.path is not None)
+    dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}
+    unknown = [k for k in kinds if k not in dirs]
+    if unknown:
+        from backup_lib.errors import UsageError
+
+        raise UsageError(f"status.kinds: {', '.join(unknown)} is not a kind of backup (project, db)")
+    report = gather_status({k: dirs[k] for k in kinds}, history_path(dirs["project"], s["history"]["path"], root),
+                           thresholds=thresholds, project=s["backup"]["name"] or os.path.basename(root), kinds=kinds)
+    if prometheus:
+        write_prometheus(report, prometheus)
+    _json(report) if json_ else _out(render_status(report))
+    if report["exit_code"]:
+        raise Exit(f"status: {report['status']}", code=report["exit_code"])
+
+
+@_task(name="notify-test", help={"json_": JSON_HELP, "project_root": ROOT_HELP})
+@_run
+def notify_test_task(c, json_=False, project_root=None):
+    """Send a test message to every configured notification URL and say how each went."""
+    from backup_lib.errors import UsageError
+    from backup_lib.notify import notify_config, notify_test
+
+    s = _settings(c, backup={"--project-root": project_root})
+    root = _root(s)
+    cfg = notify_config({k: v for k, v in s["notify"].items() if v is not None})
+    if not cfg.urls:
+        missing = f" ({', '.join(cfg.missing_env)} not set)" if cfg.missing_env else ""
+        raise UsageError(f"no notification URLs configured{missing}: set notify.urls or notify.urls_env")
+    outcomes = notify_test(cfg.urls, project=s["backup"]["name"] or os.path.basename(root), timeout=cfg.timeout)
+    if json_:
+        _json([o.as_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            _out(f"ok      {o.url}" if o.ok else f"FAILED  {o.url}: {o.error}")
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise Exit(f"error: {len(failed)} of {len(outcomes)} notification URLs failed", code=1)
+
+
+backup = Collection("backup", create, list_, info, restore, verify, cleanup, status, notify_test_task)
 db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup)
 # No configuration of ours goes into Invoke (ns.configure): the defaults live
 # in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string
 # by a default's type.
 ns = Collection(backup, db)
+for _coll in (backup, db):
+    for _name, _t in _coll.tasks.items():
+        _TASK_NAMES[_t.body.__wrapped__] = f"{_coll.name}.{_name}"
 
 
 # ----------------------------------------------------------------- start-up

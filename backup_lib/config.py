@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from .errors import UsageError
 
 __all__ = [
-    "Bool", "Int", "Float", "Duration", "CalendarDuration", "Text", "Choice", "TextList", "Path",
+    "Bool", "Int", "Float", "Duration", "CalendarDuration", "Raw", "Text", "Choice", "TextList", "Path",
     "Flag", "Setting", "SCHEMA", "FileSource", "EnvSource",
     "resolve", "env_var", "env_prefixes", "check_invoke_layers",
 ]
@@ -269,6 +269,19 @@ class Setting:
         self.kind, self.default, self.flags, self.doc = kind, default, flags, doc
 
 
+class Raw(Kind):
+    """Handed on as written (a file's value, or a variable's text), for a
+    feature that validates its own section (``notify``, ``status``)."""
+
+    __slots__ = ()
+
+    def expects(self) -> str:
+        return "a value"
+
+    def parse(self, value):
+        return value
+
+
 class CalendarDuration(Kind):
     """A retention duration: ``7d``, ``2w``, ``6m`` (months), ``1y3m``, ``36h``
     (restic's ``--keep-within``); kept as its text."""
@@ -341,6 +354,26 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "busy_timeout": Setting(Float(0, 3600, "seconds"), 5.0, (), "how long the snapshot waits on a locked database"),
         "restore_lock_wait": Setting(Float(0, 3600, "seconds"), 2.0, (), "how long db.restore tries for the write lock"),
         **_keep_rules(),
+    },
+    # Validated by backup_lib.notify.notify_config and backup_lib.status (their
+    # own messages, e.g. that YAML reads `when: on` as a boolean).
+    "notify": {
+        "urls": Setting(Raw(), None, (), "Apprise URLs (mailto://, slack://, json://host/path …)"),
+        "urls_env": Setting(Text(), None, (), "an environment variable holding the URLs"),
+        "when": Setting(Raw(), None, (), "failure (default), always or never"),
+        "heartbeat_url": Setting(Raw(), None, (), "a dead man's switch: requested on success, <url>/fail on failure"),
+        "heartbeat_url_env": Setting(Text(), None, (), "an environment variable holding the heartbeat URL"),
+        "heartbeat_tasks": Setting(TextList(), None, (), "the tasks that ping the heartbeat (default backup.create, db.backup)"),
+        "timeout": Setting(Float(0.1, 300, "seconds"), None, (), "per notification"),
+    },
+    "status": {
+        "max_age": Setting(Raw(), None, (), "newest backup older than this is stale (default 26h; or per kind)"),
+        "verify_max_age": Setting(Raw(), None, (), "no successful verify within this is stale (default 8d; off)"),
+        "shrink_warning": Setting(Raw(), None, (), "newest below this share of the previous is shrunk (default 0.5)"),
+        "kinds": Setting(TextList(), None, (), "the kinds to expect (default project, and db when there is a database)"),
+    },
+    "history": {
+        "path": Setting(Path(), None, (), "the run history (default <root>/backups/history.jsonl)"),
     },
 }
 

@@ -154,13 +154,19 @@ def _locked(path: str, mode: int, wait: float = LOCK_WAIT) -> Iterator[bool]:
         os.close(fd)
 
 
-def append_record(path: str, record: dict, *, max_bytes: int = MAX_BYTES, trim_to: int = TRIM_TO) -> None:
+def append_record(path: str, record: dict, *, max_bytes: int = MAX_BYTES, trim_to: int = TRIM_TO,
+                  create_dir: bool = True) -> None:
     """Append one record as one line; trim the file when it grew past max_bytes.
+    Without ``create_dir``, a history whose folder does not exist is not
+    written (nothing was ever backed up there: a task that failed before
+    making the backup folder must not make one for its record).
 
     Raises OSError (the caller turns it into a warning)."""
     data = encode_record(record)
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
+        if not create_dir:
+            return
         os.makedirs(directory, mode=0o700, exist_ok=True)
     # Appends take the lock exclusively, as a trim does: the check for a torn
     # last line reads the file's end, which another writer's append in
@@ -376,6 +382,7 @@ def recording(
     on_finish: Iterable[Callable[[dict], None]] = (),
     secrets: Iterable[str] | Callable[[], Iterable[str]] = (),
     warn: Callable[[str], None] | None = None,
+    create_dir: bool = True,
 ) -> Iterator[Run]:
     """Record a task run around its body::
 
@@ -403,10 +410,10 @@ def recording(
         raise
     finally:
         _CURRENT.reset(token)
-        _finish(run, path, on_finish, secrets, warn)
+        _finish(run, path, on_finish, secrets, warn, create_dir)
 
 
-def _finish(run: Run, path, on_finish, secrets, warn) -> None:
+def _finish(run: Run, path, on_finish, secrets, warn, create_dir: bool = True) -> None:
     try:
         record = run.record(secrets)
     except Exception as exc:  # a secrets callable that failed: record without them
@@ -415,7 +422,7 @@ def _finish(run: Run, path, on_finish, secrets, warn) -> None:
         record = run.record(())
     if path:
         try:
-            append_record(path, record)
+            append_record(path, record, create_dir=create_dir)
         except OSError as exc:
             warn(f"run history not written to {path}: {exc.strerror or exc}")
     for callback in on_finish:

@@ -41,6 +41,7 @@ def monitored(
     notify_section: Mapping | None = None,
     environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
+    create_history_dir: bool = True,
 ) -> Iterator[Run]:
     """Record and notify one task run::
 
@@ -76,7 +77,8 @@ def monitored(
             out += url_secrets(url)
         return out
 
-    with recording(history_file, task=task, project=project, on_finish=callbacks, secrets=secrets, warn=warn) as run:
+    with recording(history_file, task=task, project=project, on_finish=callbacks, secrets=secrets, warn=warn,
+                   create_dir=create_history_dir) as run:
         if config_error is not None:
             raise config_error
         yield run

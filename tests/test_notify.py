@@ -5,17 +5,11 @@ real HTTP server (http.server in a thread); dead ports and refusing
 endpoints must cost one warning line and nothing else.
 """
 
-import email
-import email.policy
 import json
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -33,72 +27,9 @@ from backup_lib.notify import (
 )
 from backup_lib.project import create_backup
 from backup_lib.redact import dotenv_secrets
+from conftest import dead_port  # the smtp and http fixtures live there too
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def dead_port() -> int:
-    """A port nothing listens on (connection refused)."""
-    return free_port()
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    messages = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SimpleNamespace(port=port, messages=messages,
-                              url=f"mailto://127.0.0.1:{port}?from=backup@example.com&to=ops@example.com")
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def http():
-    requests = []
-    status_for = {}  # path prefix -> HTTP status
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            requests.append(SimpleNamespace(method=self.command, path=self.path, headers=dict(self.headers), body=body))
-            code = next((c for p, c in status_for.items() if self.path.startswith(p)), 200)
-            self.send_response(code)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        do_GET = do_POST = do_HEAD = _handle
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SimpleNamespace(port=server.server_address[1], requests=requests, status_for=status_for,
-                              base=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def project(tmp_path):
