@@ -75,3 +75,20 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| a | create | ours create (gz) | 0.200 | 1.0 | 0.18 | 35.0 | 1.00 |  |" in text
     assert "| a: seed scale end to end under 0.5 s | met | 0.20 s |" in text
+
+
+def test_wildmatch_targets_judged(bench):
+    wm = "t3070 line, 10000 matches"
+    rows = [
+        row("wm", wm, "ours: against 60 a + b", 0.010),
+        row("wm", wm, "ours: against 4000 a + b", 0.990),
+        row("wm", "selection", "ours selection, t3070 line in .gitignore (library call)", 0.020),
+        row("wm", "selection", "ours selection (library call)", 0.010),
+    ]
+    lines = bench.verdicts(rows)
+    assert "NOT met | a 66x longer name takes 99.0x the time (1.51x per byte) |" in verdict(lines, "wm: t3070 line linear in the name's length")
+    assert "NOT met | 2.00x |" in verdict(lines, "wm: selection with git's t3070 line within 1.5x of without")
+    rows[1]["median_s"], rows[2]["median_s"] = 0.5, 0.011
+    lines = bench.verdicts(rows)
+    assert "| met | a 66x longer name takes 50.0x the time (0.76x per byte) |" in verdict(lines, "wm: t3070 line linear in the name's length")
+    assert "| met | 1.10x |" in verdict(lines, "wm: selection with git's t3070 line within 1.5x of without")
