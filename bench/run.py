@@ -1,6 +1,6 @@
 """The benchmark: ours against tar, pigz, zstd, git and the sqlite3 shell.
 
-    python bench/run.py [--scales a,b,c,db,pg] [--repeat 5] [--work bench/work] [--pg-mb 1024]
+    python bench/run.py [--scales a,b,c,db,pg,wm] [--repeat 5] [--work bench/work] [--pg-mb 1024]
 
 Every timing is a whole process (start-up included), run alternately with
 its baseline, median of --repeat runs; peak RSS comes from wait4().  Prints
@@ -260,6 +260,53 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
     b.compare(scale, "selection", sel_cases, target="within 3x of git ls-files" if scale == "b" else "")
 
 
+# git's t3070 (git 2.41): exponential for a backtracking matcher on a near
+# miss such as sixty "a" and a "b".
+T3070_LINE = "*a" * 16
+
+
+def wildmatch_scale(b: Bench, work: str) -> None:
+    """The gitignore matcher on hostile input, in-process: git's t3070
+    pattern against a name of 61 bytes and one of 4,001 (linear: the time
+    per byte stays flat), and the seed corpus with long all-"a" names
+    selected with and without that line in its .gitignore."""
+    from backup_lib.selection import select_files
+    from backup_lib.wildmatch import compile_pattern
+
+    roots = {}
+    for kind in ("plain", "hostile"):
+        root = os.path.join(work, f"wm-{kind}")
+        marker = os.path.join(work, f".wm-{kind}.done")
+        if not os.path.exists(marker):
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"generating corpus wm-{kind} in {root} …", flush=True)
+            corpus.seed_scale(root, 1)
+            os.makedirs(os.path.join(root, "app"), exist_ok=True)
+            for rel in ("a" * 60 + "b", "a" * 60, "app/" + "a" * 60 + "b", "app/" + "a" * 200 + "b"):
+                with open(os.path.join(root, rel), "w") as fh:
+                    fh.write("x")
+            if kind == "hostile":
+                with open(os.path.join(root, ".gitignore"), "a") as fh:
+                    fh.write(T3070_LINE + "\n")
+            open(marker, "w").close()
+        roots[kind] = root
+    rx = compile_pattern(T3070_LINE.encode()).regex
+
+    def matches(name: bytes):
+        return lambda: timed(lambda: [rx.fullmatch(name) for _ in range(10_000)])
+
+    b.compare("wm", "t3070 line, 10000 matches", {
+        "ours: against 60 a + b": matches(b"a" * 60 + b"b"),
+        "ours: against 4000 a + b": matches(b"a" * 4000 + b"b"),
+    }, target="time per byte flat (git's t3070: one match well under 2 s)")
+    for root in roots.values():
+        select_files(root)  # warm: imports, page cache
+    b.compare("wm", "selection", {
+        "ours selection, t3070 line in .gitignore (library call)": lambda: timed(lambda: select_files(roots["hostile"])),
+        "ours selection (library call)": lambda: timed(lambda: select_files(roots["plain"])),
+    }, target="within 1.5x of the same tree without the line")
+
+
 def db_scale(b: Bench, work: str, notes: list[str], big: bool) -> None:
     if not have("sqlite3"):
         notes.append("sqlite3 shell missing: database baselines skipped")
@@ -510,10 +557,19 @@ def verdicts(rows: list[dict]) -> list[str]:
         r = ratio(med("pg", task, "ours db.backup (custom + SQL dump)"), med("pg", task, "pg_dump -Fc"))
         if r is not None:
             judge(f"pg: {task} (PostgreSQL) within 1.3x of pg_dump -Fc", r <= 1.3, f"{r:.2f}x")
+    wm = "t3070 line, 10000 matches"
+    r = ratio(med("wm", wm, "ours: against 4000 a + b"), med("wm", wm, "ours: against 60 a + b"))
+    if r is not None:
+        per_byte = r * 61 / 4001
+        judge("wm: t3070 line linear in the name's length", per_byte <= 1.5,
+              f"a 66x longer name takes {r:.1f}x the time ({per_byte:.2f}x per byte)")
+    r = ratio(med("wm", "selection", "ours selection, t3070 line in .gitignore (library call)"), med("wm", "selection", "ours selection (library call)"))
+    if r is not None:
+        judge("wm: selection with git's t3070 line within 1.5x of without", r <= 1.5, f"{r:.2f}x")
     return ["| target | verdict | measured |", "|---|---|---|", *out] if out else []
 
 
-FULL_SCALES = ("a", "b", "c", "db", "pg")
+FULL_SCALES = ("a", "b", "c", "db", "pg", "wm")
 
 
 def results_dir(scales: str, big_db: bool, work: str, out: str | None = None) -> str:
@@ -566,7 +622,8 @@ def write_results(b: Bench, notes: list[str], args, out_dir: str | None = None, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scales", default=",".join(FULL_SCALES))
+    ap.add_argument("--scales", default=",".join(FULL_SCALES),
+                    help="corpora a, b, c; db: the database; pg: PostgreSQL; wm: the ignore matcher on hostile patterns")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--work", default=os.path.join(HERE, "work"))
     ap.add_argument("--no-big-db", action="store_true", help="skip the 1 GB database")
@@ -604,6 +661,8 @@ def main() -> None:
             db_scale(b, args.work, notes, big=not args.no_big_db)
         elif scale == "pg":
             pg_scale(b, args.work, notes, args.pg_mb, args.pg_url, args.pg_bin_dir, args.pg_data)
+        elif scale == "wm":
+            wildmatch_scale(b, args.work)
     write_results(b, notes, args, out_dir)
 
 

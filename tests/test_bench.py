@@ -80,9 +80,10 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
 def test_partial_runs_leave_the_committed_results_alone(bench, tmp_path):
     """`make bench ARGS="--scales a"` once rewrote bench/RESULTS.md with a one-scale table."""
     work = str(tmp_path / "work")
-    assert bench.results_dir("a,b,c,db,pg", True, work) == bench.HERE
-    assert bench.results_dir("pg,db,c,b,a", True, work) == bench.HERE
-    for scales, big_db in [("a", True), ("a,b,c", True), ("a,b,c,db", True), ("a,b,c,db,pg", False)]:
+    full = ",".join(bench.FULL_SCALES)
+    assert bench.results_dir(full, True, work) == bench.HERE
+    assert bench.results_dir(",".join(reversed(bench.FULL_SCALES)), True, work) == bench.HERE
+    for scales, big_db in [("a", True), ("a,b,c", True), ("a,b,c,db", True), (full, False)]:
         assert bench.results_dir(scales, big_db, work) == work
     assert bench.results_dir("a", True, work, out=str(tmp_path)) == str(tmp_path)
 
@@ -97,3 +98,20 @@ def test_postgres_backup_judged_against_pg_dump_at_any_size(bench):
     lines = bench.verdicts(rows)
     assert verdict(lines, "pg: db.backup 1 GB (PostgreSQL) within 1.3x of pg_dump -Fc").endswith("| met | 1.30x |")
     assert "NOT met | 1.67x" in verdict(lines, "pg: db.backup 200 MB (PostgreSQL) within 1.3x of pg_dump -Fc")
+
+
+def test_wildmatch_targets_judged(bench):
+    wm = "t3070 line, 10000 matches"
+    rows = [
+        row("wm", wm, "ours: against 60 a + b", 0.010),
+        row("wm", wm, "ours: against 4000 a + b", 0.990),
+        row("wm", "selection", "ours selection, t3070 line in .gitignore (library call)", 0.020),
+        row("wm", "selection", "ours selection (library call)", 0.010),
+    ]
+    lines = bench.verdicts(rows)
+    assert "NOT met | a 66x longer name takes 99.0x the time (1.51x per byte) |" in verdict(lines, "wm: t3070 line linear in the name's length")
+    assert "NOT met | 2.00x |" in verdict(lines, "wm: selection with git's t3070 line within 1.5x of without")
+    rows[1]["median_s"], rows[2]["median_s"] = 0.5, 0.011
+    lines = bench.verdicts(rows)
+    assert "| met | a 66x longer name takes 50.0x the time (0.76x per byte) |" in verdict(lines, "wm: t3070 line linear in the name's length")
+    assert "| met | 1.10x |" in verdict(lines, "wm: selection with git's t3070 line within 1.5x of without")

@@ -118,6 +118,13 @@ CASES = {
         ".gitignore": ("symlink", "real.ignore"),
         "a.txt": "",
     },
+    "many_stars": {
+        ".gitignore": "*a*b*\n?*x*?\n[ab]*[!x]*c\nd*/**/e*f\n**/g*h*/i\nj/**\\/k*\nm**n*o\n*/*/p*q\n*.*.*\n",
+        "ab": "", "xaxbx": "", "ba": "", "axa": "", "zxz": "", "xz": "", "a1c": "", "bxc": "", "b1x2c": "",
+        "d1/e9f": "", "d1/z/e9f": "", "d/ef": "", "d/e": "", "g1h2/i": "", "y/gh/i": "", "y/gh/k": "",
+        "j/k1": "", "j/y/k1": "", "mxno": "", "m/no": "", "mo": "", "1/2/pxq": "", "1/pq": "", "1/2/3/pq": "",
+        "v.1.tar": "", "v1.tar": "",
+    },
     "unicode_and_spaces": {
         ".gitignore": "é*\n*sp ace*\n?ü\n",
         "éa": "", "ea": "", "my sp ace.txt": "", "xü": "", "xxü": "",
@@ -263,24 +270,24 @@ PATTERN_ATOMS = [
 ]
 
 
-def random_tree(rng: random.Random, root, depth=0, prefix=""):
+def random_tree(rng: random.Random, root, depth=0, prefix="", atoms=PATTERN_ATOMS):
     spec = {}
     for _ in range(rng.randint(1, 5)):
         name = rng.choice(NAMES)
         rel = f"{prefix}{name}"
         if depth < 3 and rng.random() < 0.4:
-            spec.update(random_tree(rng, root, depth + 1, rel + "/"))
+            spec.update(random_tree(rng, root, depth + 1, rel + "/", atoms))
             if rng.random() < 0.5:
-                spec[rel + "/.gitignore"] = random_ignore(rng)
+                spec[rel + "/.gitignore"] = random_ignore(rng, atoms)
         elif not any(k.startswith(rel + "/") for k in spec):
             spec[rel] = ""
     return spec
 
 
-def random_ignore(rng: random.Random) -> str:
+def random_ignore(rng: random.Random, atoms=PATTERN_ATOMS) -> str:
     lines = []
     for _ in range(rng.randint(1, 5)):
-        pat = rng.choice(PATTERN_ATOMS)
+        pat = rng.choice(atoms)
         if rng.random() < 0.25:
             pat = "!" + pat
         lines.append(pat)
@@ -289,11 +296,27 @@ def random_ignore(rng: random.Random) -> str:
 
 @pytest.mark.parametrize("seed", range(200))
 def test_random_tree_matches_git(tmp_path, seed):
+    random_tree_matches_git(tmp_path, seed, PATTERN_ATOMS)
+
+
+# Several wildcards per line, where matching must not backtrack between them.
+STAR_ATOMS = [
+    "*a*", "a*b*", "*b?", "?*?", "[ab]*[!b]*", "*.*", "*.*.*", "**/a*", "a/**/b*", "*/*", "*/*b*/**", "a**b",
+    "*a*/", "*/**/*.txt", "a/**\\/*", "**/d/**/*a*", "?*[[:digit:]]*", "*o*o*", "F*o", "*\\?", "d/*/*",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_tree_with_many_wildcards_matches_git(tmp_path, seed):
+    random_tree_matches_git(tmp_path, 1000 + seed, STAR_ATOMS)
+
+
+def random_tree_matches_git(tmp_path, seed, atoms):
     rng = random.Random(seed)
     root = tmp_path / "proj"
     root.mkdir()
-    spec = random_tree(rng, root)
-    spec[".gitignore"] = random_ignore(rng)
+    spec = random_tree(rng, root, atoms=atoms)
+    spec[".gitignore"] = random_ignore(rng, atoms)
     # Drop files that collide with directories of the same name.
     dirs = {k.rsplit("/", 1)[0] for k in spec if "/" in k}
     dirs |= {d.rsplit("/", i)[0] for d in list(dirs) for i in range(1, d.count("/") + 1)}
@@ -303,5 +326,5 @@ def test_random_tree_matches_git(tmp_path, seed):
     if repo:
         git("init", "-q", cwd=root)
         if seed % 4 == 1:
-            (root / ".git" / "info" / "exclude").write_text(random_ignore(rng))
+            (root / ".git" / "info" / "exclude").write_text(random_ignore(rng, atoms))
     check(root, tmp_path, repo=repo)
