@@ -138,14 +138,18 @@ def is_sha256_hex(value) -> bool:
     return isinstance(value, str) and bool(_HEX64.match(value))
 
 
-def digest_file(fd: int, size: int, part_size: int | None = None, *, chunk: int = 4 * MiB) -> tuple[str, list[bytes] | None]:
+def digest_file(fd: int, size: int, part_size: int | None = None, *, chunk: int = 4 * MiB,
+                stop: threading.Event | None = None) -> tuple[str, list[bytes] | None]:
     """SHA-256 of the first ``size`` bytes of ``fd`` (read with pread), and
     with ``part_size`` also each part's SHA-256, hashed on a second thread
-    (hashlib releases the GIL) so both take the time of one."""
+    (hashlib releases the GIL) so both take the time of one.  ``stop``:
+    raise KeyboardInterrupt as soon as it is set."""
     whole = hashlib.sha256()
     if not part_size:
         offset = 0
         while offset < size:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             data = os.pread(fd, min(chunk, size - offset), offset)
             if not data:
                 raise IntegrityError(f"the file shrank while it was read ({offset} of {size} bytes)")
@@ -178,6 +182,8 @@ def digest_file(fd: int, size: int, part_size: int | None = None, *, chunk: int 
     try:
         offset = 0
         while offset < size:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
             data = os.pread(fd, min(chunk, size - offset), offset)
             if not data:
                 raise IntegrityError(f"the file shrank while it was read ({offset} of {size} bytes)")

@@ -274,12 +274,15 @@ class S3Storage(Storage):
 
     def _make_client(self):
         try:
-            import boto3
+            # botocore's own session: the same credential chain and client
+            # as boto3's, without importing boto3 and s3transfer, which
+            # nothing here uses.
+            import botocore.session
             from botocore.config import Config
         except ImportError:  # pragma: no cover - boto3 is a dependency
             raise RemoteError(f"{self.label}: boto3 is not installed (pip install boto3)") from None
         options: dict = {
-            "max_pool_connections": max(10, self.transfer.max_concurrency + 4),
+            "max_pool_connections": max(16, self.transfer.max_concurrency + 8),
             "retries": {"mode": "standard", **({"max_attempts": self.max_attempts} if self.max_attempts else {})},
             "user_agent_extra": "backup-toolkit",
         }
@@ -302,8 +305,8 @@ class S3Storage(Storage):
         if s3opts:
             options["s3"] = s3opts
         try:
-            session = boto3.session.Session(profile_name=self.profile) if self.profile else boto3.session.Session()
-            return session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, config=Config(**options))
+            session = botocore.session.Session(profile=self.profile) if self.profile else botocore.session.Session()
+            return session.create_client("s3", endpoint_url=self.endpoint_url, region_name=self.region, config=Config(**options))
         except Exception as exc:
             raise self._error(exc, "connecting") from None
 
@@ -359,10 +362,13 @@ class S3Storage(Storage):
                 raise IntegrityError(f"{path} is {actual} bytes, {size} were expected: it changed since it was listed")
             size = actual
             if size <= self.transfer.multipart_threshold:
-                whole = bytes.fromhex(sha256) if sha256 else None
-                if whole is None:
-                    hexdigest, _ = digest_file(fd, size)
-                    whole = bytes.fromhex(hexdigest)
+                # Small: hashed here even when the digest is known, so that a
+                # server that does not check x-amz-checksum-sha256 cannot
+                # end up with metadata that lies.
+                hexdigest, _ = digest_file(fd, size, stop=self.stopping)
+                if sha256 is not None and hexdigest != sha256:
+                    raise IntegrityError(f"{path} does not have the SHA-256 it was listed with (changed since?): nothing was stored")
+                whole = bytes.fromhex(hexdigest)
                 body = _Slice(fd, 0, size, _Cancel(self.stopping))
                 return self._put_single(key, full, body, size, whole, progress)
             part_size = self.transfer.part_size_for(size)
@@ -371,7 +377,7 @@ class S3Storage(Storage):
                 # One sequential pass for the whole file's SHA-256 (needed
                 # before the upload starts: it is the object's metadata) and
                 # each part's, on two threads; the upload then hashes nothing.
-                sha256, digests = digest_file(fd, size, part_size if self.checksums else None)
+                sha256, digests = digest_file(fd, size, part_size if self.checksums else None, stop=self.stopping)
             count = max(1, -(-size // part_size))
 
             def body_for(n: int, cancel: _Cancel):
