@@ -75,3 +75,16 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| a | create | ours create (gz) | 0.200 | 1.0 | 0.18 | 35.0 | 1.00 |  |" in text
     assert "| a: seed scale end to end under 0.5 s | met | 0.20 s |" in text
+
+
+def test_remote_targets_judged(bench):
+    rows = [
+        row("c", "remote push", "ours push (library)", 12.5),
+        row("c", "remote push", "boto3 upload_file (same settings)", 10.0),
+        row("c", "remote list 200", "ours list, 200 backups (warm cache)", 0.6),
+        row("c", "remote list 200", "ours list, 200 backups (cold cache)", 1.3),
+    ]
+    lines = bench.verdicts(rows)
+    assert verdict(lines, "c: push to the loopback S3 server within 1.2x of boto3 upload_file").endswith("| NOT met | 1.25x |")
+    assert verdict(lines, "c: list of 200 remote backups under 1 s (warm index cache)").endswith("| met | 0.60 s |")
+    assert verdict(lines, "c: list of 200 remote backups under 1 s (cold index cache)").endswith("| NOT met | 1.30 s |")
