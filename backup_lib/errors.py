@@ -28,6 +28,12 @@ __all__ = [
     "TargetNotEmptyError",
     "LockedError",
     "DatabaseError",
+    "RemoteError",
+    "RemoteUnreachableError",
+    "RemoteMissingError",
+    "RemoteAccessError",
+    "RemoteFullError",
+    "ObjectNotFoundError",
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
@@ -89,3 +95,28 @@ class LockedError(BackupError):
     """Another create or cleanup holds the backup directory."""
 
     exit_code = EXIT_BUSY
+
+
+class RemoteError(BackupError):
+    """A remote (an S3 bucket or a second folder) failed; the message names
+    the remote and the cause.  Local backups are never touched by it."""
+
+
+class RemoteUnreachableError(RemoteError):
+    """The endpoint cannot be reached (refused, timed out, name unknown)."""
+
+
+class RemoteMissingError(RemoteError):
+    """The bucket or the remote's folder does not exist."""
+
+
+class RemoteAccessError(RemoteError):
+    """Access denied, credentials rejected or missing, wrong region, read-only."""
+
+
+class RemoteFullError(RemoteError):
+    """The remote's disk is full (or over quota); the partial copy was removed."""
+
+
+class ObjectNotFoundError(RemoteError):
+    """An object the operation needs is not on the remote."""

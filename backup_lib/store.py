@@ -325,3 +325,70 @@ def read_metadata(archive: str) -> dict:
 
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# -- the archive file's own SHA-256 (for remotes) --------------------------------
+# Remotes compare and record archives by size and SHA-256.  Hashing a large
+# archive takes seconds, so the digest is cached in the index beside it,
+# valid while the index is (same size and mtime as the archive).
+
+ARCHIVE_SHA256 = "archive_sha256"
+
+
+def _fresh_index(archive: str) -> dict | None:
+    try:
+        st = os.stat(archive)
+        with open(archive + INDEX_SUFFIX, "rb") as fh:
+            cached = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("archive_size") != st.st_size or cached.get("archive_mtime_ns") != st.st_mtime_ns:
+        return None
+    return cached
+
+
+def cached_archive_sha256(archive: str) -> str | None:
+    """The archive's SHA-256 recorded in its fresh index, else None."""
+    cached = _fresh_index(archive)
+    value = cached.get(ARCHIVE_SHA256) if cached else None
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):
+        return value
+    return None
+
+
+def record_archive_sha256(archive: str, sha256: str) -> None:
+    """Add the archive's SHA-256 to its fresh index (a cache: skipped when
+    the index is missing, stale or cannot be written)."""
+    cached = _fresh_index(archive)
+    if cached is None or cached.get(ARCHIVE_SHA256) == sha256:
+        return
+    cached[ARCHIVE_SHA256] = sha256
+    store = BackupStore(os.path.dirname(os.path.abspath(archive)), "")
+    try:
+        final = archive + INDEX_SUFFIX
+        with store.temp_file(os.path.basename(final)) as (fd, tmp):
+            os.write(fd, json.dumps(cached, ensure_ascii=True).encode())
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(tmp, final)
+    except OSError:
+        pass
+
+
+def archive_sha256(archive: str) -> str:
+    """The archive file's SHA-256: from its index when cached there, else
+    computed (and cached)."""
+    import hashlib
+
+    value = cached_archive_sha256(archive)
+    if value:
+        return value
+    try:
+        with open(archive, "rb", buffering=0) as fh:
+            value = hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise NotFoundError(f"backup {archive} does not exist") from None
+    except OSError as exc:
+        raise BackupError(f"cannot read {archive}: {exc.strerror}") from None
+    record_archive_sha256(archive, value)
+    return value

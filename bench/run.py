@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -246,6 +247,7 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
         os.link(archive, os.path.join(listdir, name))
         shutil.copy2(archive + ".index.json", os.path.join(listdir, name) + ".index.json")
     b.compare(scale, "list 50 backups", {"ours list": [*INVOKE, "backup.list", "--backup-dir", listdir]}, target="< 1 s")
+    remote_cases(b, scale, archive, out, notes)
 
     sel_cases = {"ours selection (--dry-run)": [*INVOKE, "backup.create", "--project-root", root, "--dry-run", "--json"]}
 
@@ -305,6 +307,111 @@ def wildmatch_scale(b: Bench, work: str) -> None:
         "ours selection, t3070 line in .gitignore (library call)": lambda: timed(lambda: select_files(roots["hostile"])),
         "ours selection (library call)": lambda: timed(lambda: select_files(roots["plain"])),
     }, target="within 1.5x of the same tree without the line")
+
+
+REMOTE_CASE = [PY, os.path.join(HERE, "remote_case.py")]
+REMOTE_PART = 16 << 20  # the library's default part size and threshold
+REMOTE_CONCURRENCY = 8  # and its default concurrency
+_s3 = {}
+
+
+def s3_endpoint(notes: list[str]) -> str | None:
+    """moto's S3 server on 127.0.0.1 (a process of its own, so its CPU is not
+    ours), started once per bench run; None when moto is not installed."""
+    if "url" in _s3:
+        return _s3["url"]
+    code = ("import logging, sys, time; logging.getLogger('werkzeug').setLevel(logging.ERROR); "
+            "from moto.server import ThreadedMotoServer; s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); "
+            "s.start(); print(s.get_host_and_port()[1], flush=True); sys.stdin.read()")
+    try:
+        proc = subprocess.Popen([PY, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        port = int(proc.stdout.readline())
+    except (OSError, ValueError):
+        notes.append("moto[server] is not installed: the remote cases are skipped")
+        _s3["url"] = None
+        return None
+    import atexit
+
+    atexit.register(proc.kill)
+    _s3["url"] = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    os.environ.update(env)  # the case processes inherit them
+    return _s3["url"]
+
+
+def remote_cases(b: Bench, scale: str, archive: str, out: str, notes: list[str]) -> None:
+    """Push an archive to the loopback S3 server against a bare boto3
+    upload_file of it with the same transfer settings; list 200 backups."""
+    url = s3_endpoint(notes)
+    if not url:
+        return
+    import boto3
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backup_lib.remote import build_index
+    from backup_lib.storage import ObjectInfo
+    from backup_lib.store import ARCHIVE_SHA256, INDEX_SUFFIX
+
+    s3 = boto3.client("s3", endpoint_url=url)
+    bucket = f"bench-{scale}"
+    s3.create_bucket(Bucket=bucket)
+    src = os.path.join(out, "push-src")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    pushed = os.path.join(src, os.path.basename(archive))
+    os.link(archive, pushed)
+    shutil.copy2(archive + INDEX_SUFFIX, pushed + INDEX_SUFFIX)
+
+    def empty(prefix: str) -> None:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+    def fresh(name: str) -> None:
+        # Every push is a first one: nothing on the remote, and the
+        # archive's SHA-256 not cached yet (as right after a create).
+        empty("ours/" if name.startswith("ours") else "bare/")
+        with open(pushed + INDEX_SUFFIX) as fh:
+            index = json.load(fh)
+        index.pop(ARCHIVE_SHA256, None)
+        with open(pushed + INDEX_SUFFIX, "w") as fh:
+            json.dump(index, fh)
+
+    settings = [str(REMOTE_PART), str(REMOTE_CONCURRENCY)]
+    b.compare(scale, "remote push", {
+        "ours push (library)": [*REMOTE_CASE, "push", url, bucket, src, *settings],
+        "boto3 upload_file (same settings)": [*REMOTE_CASE, "upload", url, bucket, pushed, *settings],
+    }, prepare=fresh, target="within 1.2x of boto3 upload_file" if scale == "c" else "")
+
+    # 200 backups on the remote: tiny stand-in archives, real indexes.
+    with open(archive + INDEX_SUFFIX) as fh:
+        metadata = json.load(fh)["metadata"]
+    name = os.path.basename(archive).split("_project_")[0]
+    empty("list/")
+
+    def put(i: int) -> None:
+        archive_name = f"{name}_project_20250101_00{i // 60:02d}{i % 60:02d}.tar.gz"
+        key = f"list/{name}/project/{archive_name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        info = ObjectInfo(key, 1, hashlib.sha256(b"x").hexdigest())
+        s3.put_object(Bucket=bucket, Key=key + INDEX_SUFFIX, Body=build_index(archive_name, info, metadata))
+
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(put, range(200)))
+    cache = os.path.join(out, "remote-cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    listing = [*REMOTE_CASE, "list", url, bucket, name, cache]
+    run(listing)  # warms the cache
+
+    def cold(case: str) -> None:
+        if "cold" in case:
+            shutil.rmtree(cache, ignore_errors=True)
+
+    b.compare(scale, "remote list 200", {
+        "ours list, 200 backups (warm cache)": listing,
+        "ours list, 200 backups (cold cache)": listing,
+    }, prepare=cold, target="< 1 s")
 
 
 def db_scale(b: Bench, work: str, notes: list[str], big: bool) -> None:
@@ -540,6 +647,13 @@ def verdicts(rows: list[dict]) -> list[str]:
         lst = med(scale, "list 50 backups", "ours list")
         if lst and scale == "c":
             judge("c: list of 50 backups under 1 s", lst["median_s"] < 1, f"{lst['median_s']:.2f} s")
+    r = ratio(med("c", "remote push", "ours push (library)"), med("c", "remote push", "boto3 upload_file (same settings)"))
+    if r is not None:
+        judge("c: push to the loopback S3 server within 1.2x of boto3 upload_file", r <= 1.2, f"{r:.2f}x")
+    for temp in ("warm", "cold"):
+        lst = med("c", "remote list 200", f"ours list, 200 backups ({temp} cache)")
+        if lst:
+            judge(f"c: list of 200 remote backups under 1 s ({temp} index cache)", lst["median_s"] < 1, f"{lst['median_s']:.2f} s")
     for task, case in (("create", "ours create (gz)"), ("create", "ours create (zst)"), ("restore", "ours restore"), ("verify", "ours verify")):
         r = med("c", task, case)
         if r and r["peak_rss_mb"]:

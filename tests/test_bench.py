@@ -115,3 +115,16 @@ def test_wildmatch_targets_judged(bench):
     lines = bench.verdicts(rows)
     assert "| met | a 66x longer name takes 50.0x the time (0.76x per byte) |" in verdict(lines, "wm: t3070 line linear in the name's length")
     assert "| met | 1.10x |" in verdict(lines, "wm: selection with git's t3070 line within 1.5x of without")
+
+
+def test_remote_targets_judged(bench):
+    rows = [
+        row("c", "remote push", "ours push (library)", 12.5),
+        row("c", "remote push", "boto3 upload_file (same settings)", 10.0),
+        row("c", "remote list 200", "ours list, 200 backups (warm cache)", 0.6),
+        row("c", "remote list 200", "ours list, 200 backups (cold cache)", 1.3),
+    ]
+    lines = bench.verdicts(rows)
+    assert verdict(lines, "c: push to the loopback S3 server within 1.2x of boto3 upload_file").endswith("| NOT met | 1.25x |")
+    assert verdict(lines, "c: list of 200 remote backups under 1 s (warm index cache)").endswith("| met | 0.60 s |")
+    assert verdict(lines, "c: list of 200 remote backups under 1 s (cold index cache)").endswith("| NOT met | 1.30 s |")
