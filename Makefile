@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 INVOKE := $(BIN)/invoke
 ARGS ?=
 
-.PHONY: help install backup backups info restore cleanup verify status notify-test db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
+.PHONY: help install backup backups info restore cleanup verify status notify-test push pull db-push db-pull db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
 
 help: ## Show this help
 	@echo "Usage: make TARGET [ARGS=\"--flag ...\"]"
@@ -45,6 +45,18 @@ cleanup: $(STAMP) ## Delete old project backups (ARGS="--dry-run --max-backups 1
 
 verify: $(STAMP) ## Verify every project backup (or BACKUP=path)
 	@$(INVOKE) backup.verify $(if $(BACKUP),--backup-path "$(BACKUP)") $(ARGS)
+
+push: $(STAMP) ## Upload the project backups a remote lacks (ARGS="--remote NAME --dry-run")
+	@$(INVOKE) backup.push $(ARGS)
+
+pull: $(STAMP) ## Copy a remote's project backups here (ARGS="--remote NAME")
+	@$(INVOKE) backup.pull $(ARGS)
+
+db-push: $(STAMP) ## Upload the database backups a remote lacks
+	@$(INVOKE) db.push $(ARGS)
+
+db-pull: $(STAMP) ## Copy a remote's database backups here
+	@$(INVOKE) db.pull $(ARGS)
 
 status: $(STAMP) ## Are the backups fresh, complete and verified? (exit 10-13 if not; ARGS="--json")
 	@$(INVOKE) backup.status $(ARGS)

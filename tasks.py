@@ -59,6 +59,9 @@ SHORT_FLAGS = {
     "keep-monthly": "M",
     "keep-yearly": "Y",
     "keep-within": "w",
+    "remote": "R",
+    "push": "P",
+    "download": "L",
 }
 
 
@@ -267,6 +270,94 @@ def _archive(backup_path, backup_dir: str) -> str:
     return path
 
 
+REMOTE_HELP = "a remote named in the remotes: section of invoke.yaml (default: the only one configured)"
+
+
+def _transfer_help(kind: str, verb: str) -> dict:
+    where = "<root>/backups/project" if kind == "project" else "<root>/backups/db"
+    return {"remote": REMOTE_HELP, "backup_path": f"{verb} only this backup (a name; repeatable)",
+            "dry_run": f"{verb} nothing; say what would be done", "project_root": ROOT_HELP,
+            "backup_dir": f"the local backup dir (default {where})", "json_": JSON_HELP}
+
+
+def _plain(value):
+    """Invoke's config proxies as plain dicts and lists."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _remote(c, name: str | None):
+    """The remote called ``name`` in the remotes: section (the only one when not named)."""
+    from backup_lib.errors import UsageError
+    from backup_lib.remote import remote_from_config
+
+    remotes = _plain(c.config.get("remotes")) or {}
+    if not isinstance(remotes, dict):
+        raise UsageError("remotes: must map names to remotes, such as offsite: {url: s3://bucket/prefix}")
+    if not remotes:
+        raise UsageError("no remotes configured: add a remotes: section to invoke.yaml (see the README, Off-site copies)")
+    if name is None:
+        if len(remotes) > 1:
+            raise UsageError(f"several remotes are configured ({', '.join(sorted(remotes))}): choose one with --remote")
+        name = next(iter(remotes))
+    if name not in remotes:
+        raise UsageError(f"no remote named {name!r} in the remotes: section (configured: {', '.join(sorted(remotes))})")
+    return remote_from_config(name, remotes[name])
+
+
+def _project_name(s, root: str) -> str:
+    return s["backup"]["name"] or os.path.basename(root) or "project"
+
+
+def _transfer_progress(label: str):
+    bar = _progress(label)
+    return lambda n: bar(0, n)
+
+
+def _push_after_create(c, s, kind: str, archive: str, names) -> tuple[list[dict], list[str]]:
+    """Push a new archive to each remote named: (what went where, the
+    problems, one line each).  The local backup stays whatever happens."""
+    from backup_lib.errors import BackupError
+    from backup_lib.remote import push
+    from backup_lib.store import BackupStore
+
+    pushed, problems = [], []
+    for name in dict.fromkeys(names):
+        try:
+            with _remote(c, name) as remote:
+                result = push(BackupStore(os.path.dirname(archive), kind), remote, only=[os.path.basename(archive)],
+                              progress=_transfer_progress(f"push {name}"), lock_timeout=s["backup"]["lock_timeout"])
+            if result.ok:
+                pushed.append({"remote": remote.name, "url": remote.url})
+            else:
+                problems.append(f"push to {name}: {result.conflicts[0].reason}")
+        except BackupError as exc:
+            problems.append(f"push to {name} failed: {exc}")
+    return pushed, problems
+
+
+def _created(c, s, kind: str, result, json_: bool, human) -> None:
+    """After a create: the configured pushes, then the output (JSON holds
+    where the backup was pushed), then exit 1 if a push failed (the local
+    backup stays)."""
+    meta = result.metadata
+    pushed, problems = _push_after_create(c, s, kind, result.backup_path, s["backup" if kind == "project" else "db"]["push"])
+    if json_:
+        extra = {"pushed": pushed, "push_errors": problems} if pushed or problems else {}
+        _json({**meta, "backup_path": result.backup_path, **extra})
+    else:
+        human()
+        for p in pushed:
+            _out(f"  pushed to {p['remote']} ({p['url']})")
+    for problem in problems[1:]:
+        _warn(problem)
+    if problems:
+        raise Exit(f"error: created {result.backup_path}, but {problems[0]}", code=1)
+
+
 def _out(text: str) -> None:
     """A line of output; once its reader has gone, the task goes on and its output goes nowhere."""
     try:
@@ -313,20 +404,21 @@ def _incomplete(message: str):
         "incremental": "store only what changed since the newest backup (config backup.incremental: false, true or auto)",
         "full": "write a full backup whatever backup.incremental says",
         "rehash": "incremental: read and hash every file instead of trusting size and times",
+        "push": "then push the new backup to this remote (repeatable; config backup.push)",
         "json_": JSON_HELP,
     },
-    iterable=["exclude", "include"],
+    iterable=["exclude", "include", "push"],
 )
 @_run
 def create(c, project_root=None, backup_dir=None, no_compress=False, compression=None, exclude=None, include=None,
-           no_default_excludes=False, dry_run=False, incremental=False, full=False, rehash=False, json_=False):
+           no_default_excludes=False, dry_run=False, incremental=False, full=False, rehash=False, push=None, json_=False):
     """Back up the project tree as git sees it, into one standard archive."""
     from backup_lib.project import create_backup
     from backup_lib.report import human_size
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
                              "--compression": compression, "--exclude": exclude, "--include": include,
-                             "--no-default-excludes": no_default_excludes, "--incremental": incremental})
+                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--push": push})
     cfg = s["backup"]
     root = _root(s)
     result = create_backup(
@@ -367,9 +459,7 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         _warn(f"skipped {item['path']}: {item['reason']}")
     for path in meta.get("changed_files", []):
         _warn(f"{path} changed while it was read")
-    if json_:
-        _json({**meta, "backup_path": result.backup_path})
-    else:
+    def human():
         size = os.path.getsize(result.backup_path)
         packed = "an uncompressed tar" if meta["compression"] == "none" else meta["compression"]
         _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
@@ -378,16 +468,35 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
             ch = meta["changes"]
             _out(f"  incremental on {meta['parent']['name']} (chain depth {meta['chain_depth']}): {ch['new']} new, "
                  f"{ch['modified']} modified, {ch['removed']} removed, {ch['unchanged']} unchanged")
+
+    _created(c, s, "project", result, json_, human)
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
 
-@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_task(name="list", help={"remote": REMOTE_HELP + ": list its backups, from the indexes", "project_root": ROOT_HELP,
+                          "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
-def list_(c, project_root=None, backup_dir=None, json_=False):
+def list_(c, remote=None, project_root=None, backup_dir=None, json_=False):
     """List project backups, newest first (reads the small index beside each archive)."""
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
-    _list_backups(_dir(s, "backup", _root(s)), "project", json_)
+    root = _root(s)
+    if remote is not None:
+        _list_remote(c, s, root, "project", remote, json_)
+    else:
+        _list_backups(_dir(s, "backup", root), "project", json_)
+
+
+def _list_remote(c, s, root: str, kind: str, remote_name: str, json_: bool) -> None:
+    from backup_lib.remote import list_remote
+    from backup_lib.report import render_list
+
+    with _remote(c, remote_name) as remote:
+        rows = list_remote(remote, _project_name(s, root), kind)
+    if json_:
+        _json(rows)
+    else:
+        _out(f"Remote {remote.name} ({remote.url}):\n{render_list(rows)}")
 
 
 def _list_backups(bdir: str, kind: str, json_: bool) -> None:
@@ -402,12 +511,29 @@ def _list_backups(bdir: str, kind: str, json_: bool) -> None:
 
 
 @_task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+             "remote": REMOTE_HELP + ": read the backup's index there (nothing is downloaded)",
              "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
-def info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+def info(c, backup_path=None, remote=None, project_root=None, backup_dir=None, json_=False):
     """Show a backup's metadata."""
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
-    _show_info(_archive(backup_path, _dir(s, "backup", _root(s))), json_)
+    root = _root(s)
+    if remote is not None:
+        _remote_info(c, s, root, "project", remote, backup_path, json_)
+    else:
+        _show_info(_archive(backup_path, _dir(s, "backup", root)), json_)
+
+
+def _remote_info(c, s, root: str, kind: str, remote_name: str, backup_path, json_: bool) -> None:
+    from backup_lib.errors import UsageError
+    from backup_lib.remote import remote_info
+    from backup_lib.report import render_metadata
+
+    if not backup_path:
+        raise UsageError("--backup-path is required (the archive's name on the remote)")
+    with _remote(c, remote_name) as remote:
+        meta = remote_info(remote, _project_name(s, root), kind, backup_path)
+    _json(meta) if json_ else _out(f"backup_path: {remote.name}:{os.path.basename(backup_path)}\n{render_metadata(meta)}")
 
 
 def _show_info(path: str, json_: bool) -> None:
@@ -469,16 +595,49 @@ def _print_restore(result, json_):
 
 
 @_task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
+             "remote": REMOTE_HELP + ": check its copies (size and SHA-256 recorded at upload)",
+             "download": "with --remote: stream every archive through the full verification (no copy is kept)",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
-def verify(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+def verify(c, backup_path=None, remote=None, download=False, project_root=None, backup_dir=None, json_=False):
     """Check archives end to end: structure, every member's SHA-256, project_hash."""
     from backup_lib.project import verify_backups
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
-    bdir = _dir(s, "backup", _root(s))
+    root = _root(s)
+    if remote is not None:
+        return _verify_remote(c, s, root, "project", remote, backup_path, download, json_)
+    bdir = _dir(s, "backup", root)
     paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(verify_backups(bdir, paths, kind="project"), json_)
+
+
+def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, download: bool, json_: bool) -> None:
+    from backup_lib.errors import EXIT_INTEGRITY
+    from backup_lib.remote import verify_remote
+
+    with _remote(c, remote_name) as remote:
+        reports = verify_remote(remote, _project_name(s, root), kind, only=[backup_path] if backup_path else None,
+                                download=download, check_stream=_stream_check(kind) if download else None)
+    failed = [r for r in reports if not r.ok]
+    _run_report().verified(len(reports), len(failed))
+    if json_:
+        _json([r.as_dict() for r in reports])
+    else:
+        for r in reports:
+            _out(f"ok      {remote.name}:{r.archive}" if r.ok else f"FAILED  {remote.name}:{r.archive}: {r.errors[0]}")
+        if not download:
+            sys.stderr.write("checked: size and SHA-256 of each copy against its upload (--download reads the contents)\n")
+    if failed:
+        raise Exit(f"error: {len(failed)} of {len(reports)} backups on {remote.name} failed verification: "
+                   + ", ".join(r.archive for r in failed), code=EXIT_INTEGRITY)
+
+
+def _stream_check(kind: str):
+    """The full verification of an archive read as a stream (verify --remote --download)."""
+    from backup_lib.errors import UsageError
+
+    raise UsageError("verify --remote --download is not available yet: pull the backup and verify it locally")
 
 
 def _print_verify(reports, json_):
@@ -514,25 +673,60 @@ def _keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, k
 @_task(help={"retention_days": "delete backups older than this many days (default 30; config backup.retention_days)",
              "max_backups": "keep at most this many backups (default 5; config backup.max_backups)",
              **_keep_help("backup"),
+             "remote": REMOTE_HELP + ": apply the retention there (objects not named as this project's backups stay)",
              "dry_run": "delete nothing; say what would be deleted and why",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
 def cleanup(c, retention_days=None, max_backups=None, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None,
-            keep_monthly=None, keep_yearly=None, keep_within=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+            keep_monthly=None, keep_yearly=None, keep_within=None, remote=None, dry_run=False, project_root=None, backup_dir=None,
+            json_=False):
     """Delete old backups by age and count, or by --keep-* rules; the newest, and every chain a kept backup needs, stay."""
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir,
                              "--retention-days": retention_days, "--max-backups": max_backups,
                              **_keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within)})
     root = _root(s)
+    if remote is not None:
+        return _cleanup_remote(c, s, "backup", root, remote, dry_run, json_)
     _cleanup(s, "backup", root, _dir(s, "backup", root), dry_run, json_)
+
+
+def _keep_policy(cfg):
+    from backup_lib.retention import KeepPolicy, check_retention_args
+
+    check_retention_args(cfg["retention_days"], cfg["max_backups"])
+    return KeepPolicy.from_values(**{rule: cfg[f"keep_{rule}"] for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")})
+
+
+def _cleanup_remote(c, s, section: str, root: str, remote_name: str, dry_run: bool, json_: bool) -> None:
+    """The same retention on a remote: only objects named and indexed as this project's backups are deleted."""
+    import datetime as dt
+    import functools
+
+    from backup_lib.remote import cleanup_remote
+    from backup_lib.retention import plan_retention
+
+    cfg = s[section]
+    plan = functools.partial(plan_retention, now=dt.datetime.now(dt.timezone.utc), retention_days=cfg["retention_days"],
+                             max_backups=cfg["max_backups"], keep=_keep_policy(cfg))
+    with _remote(c, remote_name) as remote:
+        result = cleanup_remote(remote, _project_name(s, root), "project" if section == "backup" else "db", plan, dry_run=dry_run)
+    if json_:
+        _json(result.as_dict())
+        return
+    for d in result.decisions:
+        verb = ("would delete" if dry_run else "deleted") if d.delete else "keep"
+        _out(f"{verb:12}  {remote.name}:{d.key}  ({d.reason})")
+    for name in result.unconfirmed:
+        _warn(f"left alone {remote.name}:{name}: no index confirms it as this project's backup")
+    if not result.decisions:
+        _out(f"No backups to clean up on {remote.name}.")
 
 
 def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
     from backup_lib.project import cleanup_backups
-    from backup_lib.retention import KeepPolicy
 
     cfg = s[section]
-    keep = KeepPolicy.from_values(**{rule: cfg[f"keep_{rule}"] for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within")})
+    keep = _keep_policy(cfg)
     result = cleanup_backups(
         bdir,
         kind="project" if section == "backup" else "db",
@@ -581,15 +775,19 @@ def _db_settings(c, project_root, backup_dir, **db_flags):
 
 @_task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
                             "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
-                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+                            "push": "then push the new backup to this remote (repeatable; config db.push)",
+                            "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP},
+       iterable=["push"])
 @_run
-def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, project_root=None, backup_dir=None, json_=False):
+def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, push=None, project_root=None,
+                   backup_dir=None, json_=False):
     """Snapshot the live SQLite database consistently, check it, and archive it with an SQL dump."""
     from backup_lib.database import db_backup
     from backup_lib.report import human_size
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path, "--no-sql-dump": no_sql_dump,
-                                                                 "--no-compress": no_compress, "--compression": compression})
+                                                                 "--no-compress": no_compress, "--compression": compression,
+                                                                 "--push": push})
     cfg = s["db"]
     result = db_backup(
         root,
@@ -608,39 +806,52 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
     for warning in result.warnings:
         _warn(warning)
     _run_report().archive(result.backup_path, files=meta["total_files"])
-    if json_:
-        _json({**meta, "backup_path": result.backup_path})
-    else:
+
+    def human():
         rows = sum(meta["tables"].values())
         _out(f"Created {result.backup_path}\n  {meta['source_path']}: {len(meta['tables'])} tables, {rows} rows, "
              f"{human_size(meta['size'])}, integrity ok" + (f", dump {meta['sql_dump']}" if meta["sql_dump"] else ""))
 
+    _created(c, s, "db", result, json_, human)
 
-@_task(name="list", help={"project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
+
+@_task(name="list", help={"remote": REMOTE_HELP + ": list its backups, from the indexes", "project_root": ROOT_HELP,
+                          "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_list(c, project_root=None, backup_dir=None, json_=False):
+def db_list(c, remote=None, project_root=None, backup_dir=None, json_=False):
     """List database backups, newest first."""
-    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
-    _list_backups(bdir, "db", json_)
+    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    if remote is not None:
+        _list_remote(c, s, root, "db", remote, json_)
+    else:
+        _list_backups(bdir, "db", json_)
 
 
 @_task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
+                          "remote": REMOTE_HELP + ": read the backup's index there (nothing is downloaded)",
                           "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
-def db_info(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+def db_info(c, backup_path=None, remote=None, project_root=None, backup_dir=None, json_=False):
     """Show a database backup's metadata."""
-    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
-    _show_info(_archive(backup_path, bdir), json_)
+    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    if remote is not None:
+        _remote_info(c, s, root, "db", remote, backup_path, json_)
+    else:
+        _show_info(_archive(backup_path, bdir), json_)
 
 
 @_task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
+                            "remote": REMOTE_HELP + ": check its copies (size and SHA-256 recorded at upload)",
+                            "download": "with --remote: stream every archive through the full verification (no copy is kept)",
                             "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_verify_task(c, backup_path=None, project_root=None, backup_dir=None, json_=False):
+def db_verify_task(c, backup_path=None, remote=None, download=False, project_root=None, backup_dir=None, json_=False):
     """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
     from backup_lib.database import db_verify
 
-    _s, _root_, bdir = _db_settings(c, project_root, backup_dir)
+    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    if remote is not None:
+        return _verify_remote(c, s, root, "db", remote, backup_path, download, json_)
     paths = [_archive(backup_path, bdir)] if backup_path else []
     _print_verify(db_verify(bdir, paths), json_)
 
@@ -680,16 +891,106 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
 @_task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
                              "max_backups": "keep at most this many backups (default 5; config db.max_backups)",
                              **_keep_help("db"),
+                             "remote": REMOTE_HELP + ": apply the retention there (objects not named as this project's backups stay)",
                              "dry_run": "delete nothing; say what would be deleted and why",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_cleanup(c, retention_days=None, max_backups=None, keep_last=None, keep_hourly=None, keep_daily=None, keep_weekly=None,
-               keep_monthly=None, keep_yearly=None, keep_within=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+               keep_monthly=None, keep_yearly=None, keep_within=None, remote=None, dry_run=False, project_root=None, backup_dir=None,
+               json_=False):
     """Delete old database backups (safety backups count) by age and count, or by --keep-* rules; the newest is always kept."""
     s, root, bdir = _db_settings(c, project_root, backup_dir, **{
         "--retention-days": retention_days, "--max-backups": max_backups,
         **_keep_flags(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within)})
+    if remote is not None:
+        return _cleanup_remote(c, s, "db", root, remote, dry_run, json_)
     _cleanup(s, "db", root, bdir, dry_run, json_)
+
+
+@_task(name="push", help={**_transfer_help("db", "push"),
+                          "overwrite": "replace a remote copy that differs (another machine's backup of the same name, say)"},
+       iterable=["backup_path"])
+@_run
+def db_push(c, remote=None, backup_path=None, overwrite=False, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Upload every local database backup the remote lacks (compared by name, size and SHA-256)."""
+    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    _push(c, s, root, "db", bdir, remote, backup_path, overwrite, dry_run, json_)
+
+
+@_task(name="pull", help=_transfer_help("db", "pull"), iterable=["backup_path"])
+@_run
+def db_pull(c, remote=None, backup_path=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Copy the remote's database backups that the local backup dir lacks (each checked before it is kept)."""
+    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    _pull(c, s, root, "db", bdir, remote, backup_path, dry_run, json_)
+
+
+# --------------------------------------------------------------------- remotes
+
+
+@_task(help={**_transfer_help("project", "push"),
+             "overwrite": "replace a remote copy that differs (another machine's backup of the same name, say)"},
+       iterable=["backup_path"])
+@_run
+def push(c, remote=None, backup_path=None, overwrite=False, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Upload every local project backup the remote lacks (compared by name, size and SHA-256)."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    root = _root(s)
+    _push(c, s, root, "project", _dir(s, "backup", root), remote, backup_path, overwrite, dry_run, json_)
+
+
+def _push(c, s, root, kind, bdir, remote_name, only, overwrite, dry_run, json_) -> None:
+    from backup_lib.remote import push as push_backups
+    from backup_lib.store import BackupStore
+
+    with _remote(c, remote_name) as remote:
+        result = push_backups(BackupStore(bdir, kind), remote, name=_project_name(s, root), only=only or None, dry_run=dry_run,
+                              overwrite=overwrite, progress=None if dry_run else _transfer_progress(f"push {remote.name}"),
+                              lock_timeout=s["backup"]["lock_timeout"])
+    _run_report().archive(None, size=result.bytes_sent, files=len(result.done))
+    if json_:
+        _json(result.as_dict())
+    else:
+        for step in result.steps:
+            verb = {"upload": "would upload" if dry_run else "uploaded", "index": "would index" if dry_run else "indexed",
+                    "skip": "up to date", "conflict": "CONFLICT"}[step.action]
+            _out(f"{verb:12}  {step.archive}  ({step.reason})")
+        if not result.steps:
+            _out("No backups to push.")
+    if not result.ok:
+        raise Exit(f"error: {len(result.conflicts)} backups differ on {remote.name} and were left alone "
+                   f"(--overwrite replaces them): {', '.join(st.archive for st in result.conflicts)}", code=1)
+
+
+@_task(help=_transfer_help("project", "pull"), iterable=["backup_path"])
+@_run
+def pull(c, remote=None, backup_path=None, dry_run=False, project_root=None, backup_dir=None, json_=False):
+    """Copy the remote's project backups that the local backup dir lacks (each checked before it is kept)."""
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    root = _root(s)
+    _pull(c, s, root, "project", _dir(s, "backup", root), remote, backup_path, dry_run, json_)
+
+
+def _pull(c, s, root, kind, bdir, remote_name, only, dry_run, json_) -> None:
+    from backup_lib.remote import pull as pull_backups
+    from backup_lib.store import BackupStore
+
+    with _remote(c, remote_name) as remote:
+        result = pull_backups(BackupStore(bdir, kind), remote, name=_project_name(s, root), only=only or None, dry_run=dry_run,
+                              progress=None if dry_run else _transfer_progress(f"pull {remote.name}"),
+                              lock_timeout=s["backup"]["lock_timeout"])
+    _run_report().archive(None, size=result.bytes_received, files=len(result.done))
+    if json_:
+        _json(result.as_dict())
+    else:
+        for step in result.steps:
+            verb = {"download": "would pull" if dry_run else "pulled", "skip": "already here"}.get(step.action, "PROBLEM")
+            _out(f"{verb:12}  {step.archive}  ({step.reason})")
+        if not result.steps:
+            _out(f"No backups on {remote.name}.")
+    if not result.ok:
+        bad = [st for st in result.steps if st.action in ("conflict", "missing")]
+        raise Exit(f"error: {len(bad)} backups could not be pulled from {remote.name}: {bad[0].archive}: {bad[0].reason}", code=1)
 
 
 # ------------------------------------------------------------------ monitoring
@@ -751,8 +1052,8 @@ def notify_test_task(c, json_=False, project_root=None):
         raise Exit(f"error: {len(failed)} of {len(outcomes)} notification URLs failed", code=1)
 
 
-backup = Collection("backup", create, list_, info, restore, verify, cleanup, status, notify_test_task)
-db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup)
+backup = Collection("backup", create, list_, info, restore, verify, cleanup, push, pull, status, notify_test_task)
+db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup, db_push, db_pull)
 # No configuration of ours goes into Invoke (ns.configure): the defaults live
 # in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string
 # by a default's type.

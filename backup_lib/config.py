@@ -342,6 +342,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "full_every_days": Setting(Int(0, 36500, "days"), 7, (), "a chain whose full backup is older gets a new full"),
         "max_chain": Setting(Int(1, 10_000), 14, (), "incrementals per chain at most"),
         "cache_dir": Setting(Path(), None, (), "where manifests are kept for the next incremental (default ~/.cache/backup-toolkit)"),
+        "push": Setting(TextList(), [], (Flag("--push", append=True),), "remotes every new project backup is pushed to"),
         **_keep_rules(),
     },
     "db": {
@@ -353,6 +354,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_backups": Setting(_MAX_BACKUPS, 5, (Flag("--max-backups"),)),
         "busy_timeout": Setting(Float(0, 3600, "seconds"), 5.0, (), "how long the snapshot waits on a locked database"),
         "restore_lock_wait": Setting(Float(0, 3600, "seconds"), 2.0, (), "how long db.restore tries for the write lock"),
+        "push": Setting(TextList(), [], (Flag("--push", append=True),), "remotes every new database backup is pushed to"),
         **_keep_rules(),
     },
     # Validated by backup_lib.notify.notify_config and backup_lib.status (their

@@ -26,8 +26,8 @@ __all__ = ["RECORDED_TASKS", "monitored", "gather_status"]
 # The tasks that create, verify, push, restore or delete (issue 15): their
 # runs are recorded.  list, info, status and notify-test only read.
 RECORDED_TASKS = frozenset({
-    "backup.create", "backup.verify", "backup.restore", "backup.cleanup", "backup.drill", "backup.push",
-    "db.backup", "db.verify", "db.restore", "db.cleanup", "db.push",
+    "backup.create", "backup.verify", "backup.restore", "backup.cleanup", "backup.drill", "backup.push", "backup.pull",
+    "db.backup", "db.verify", "db.restore", "db.cleanup", "db.push", "db.pull", "db.drill",
 })
 
 

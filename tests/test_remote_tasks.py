@@ -1,0 +1,135 @@
+"""Remotes as the tasks use them: configured in invoke.yaml, against a real
+S3 server (moto's, on 127.0.0.1) and a folder."""
+
+import json
+import os
+
+import pytest
+
+import s3server
+from conftest import write_tree
+from helpers import run_cli
+from s3server import bucket, s3_env  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def proj(tmp_path):
+    root = tmp_path / "shop"
+    write_tree(root, {"app.py": "print(1)\n", "templates/a.html": "<p>\n", "data/big.bin": os.urandom(200_000)})
+    return root
+
+
+@pytest.fixture
+def remotes(tmp_path, bucket, monkeypatch):  # noqa: F811
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "remotes.yaml"
+    conf.write_text(
+        "remotes:\n"
+        f"  offsite: {{url: 's3://{bucket}/backups', endpoint_url: '{s3server.endpoint()}', region: us-east-1}}\n"
+        f"  nas: {{url: '{nas}'}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    return conf
+
+
+def cli(*args):
+    return run_cli(list(args))
+
+
+def test_create_push_list_info_verify_pull_round_trip(proj, tmp_path, remotes, bucket):  # noqa: F811
+    code, out, err = cli("backup.create", "-p", str(proj), "--push", "offsite", "--push", "nas", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert [p["remote"] for p in made["pushed"]] == ["offsite", "nas"]
+    name = os.path.basename(made["backup_path"])
+    keys = s3server.keys(bucket)
+    assert f"backups/shop/project/{name}" in keys and f"backups/shop/project/{name}.index.json" in keys
+    assert (tmp_path / "nas" / "shop" / "project" / name).is_file()
+    code, out, err = cli("backup.list", "-p", str(proj), "--remote", "offsite", "--json")
+    assert code == 0 and [r["name"] for r in json.loads(out)] == [name]
+    code, out, err = cli("backup.info", "-p", str(proj), "-R", "nas", "-b", name, "--json")
+    assert code == 0 and json.loads(out)["project_hash"] == made["project_hash"]
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "offsite")
+    assert code == 0 and out.startswith("ok") and "size and SHA-256" in err
+    code, out, err = cli("backup.push", "-p", str(proj), "-R", "offsite", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == [name] and json.loads(out)["uploaded"] == []
+    # A new machine: an empty project folder, pull, then restore.
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "offsite")
+    assert code == 0, err
+    pulled = fresh / "backups" / "project" / name
+    assert pulled.read_bytes() == open(made["backup_path"], "rb").read()
+    code, out, err = cli("backup.restore", "-p", str(fresh), "-b", name, "-t", str(tmp_path / "restored"))
+    assert code == 0, err
+    assert (tmp_path / "restored" / "data" / "big.bin").read_bytes() == (proj / "data" / "big.bin").read_bytes()
+
+
+def test_an_object_altered_on_the_server_fails_verify(proj, remotes, bucket):  # noqa: F811
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--json")
+    assert code == 0, err
+    key = next(k for k in s3server.keys(bucket) if k.endswith(".tar.gz"))
+    s3server.client().put_object(Bucket=bucket, Key=key, Body=b"replaced")
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "offsite", "--json")
+    assert code == 4 and json.loads(out)[0]["ok"] is False
+
+
+def test_a_push_that_fails_keeps_the_local_backup_and_exits_1(proj, tmp_path, s3_env, monkeypatch):  # noqa: F811
+    conf = tmp_path / "dead.yaml"
+    conf.write_text(f"remotes:\n  dead: {{url: 's3://b/x', endpoint_url: 'http://127.0.0.1:{s3server.free_port()}', max_attempts: 1}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "--push", "dead")
+    assert code == 1 and "Created" in out
+    assert len(err.strip().splitlines()) == 1 and "push to dead failed" in err and "127.0.0.1" in err
+    kept = [n for n in os.listdir(proj / "backups" / "project") if not n.startswith(".")]
+    assert len(kept) == 2 and any(n.endswith(".tar.gz") for n in kept)  # the archive and its index
+    code, out, err = cli("backup.push", "-p", str(proj))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "dead" in err
+
+
+def test_remote_choice_and_bad_config(proj, remotes, tmp_path, monkeypatch):
+    code, _, err = cli("backup.push", "-p", str(proj))
+    assert code == 2 and "several remotes" in err and "offsite" in err
+    code, _, err = cli("backup.list", "-p", str(proj), "-R", "nowhere")
+    assert code == 2 and "no remote named 'nowhere'" in err
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("remotes:\n  x: {url: 'ftp://host/path'}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, _, err = cli("backup.list", "-p", str(proj), "-R", "x")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    monkeypatch.delenv("INVOKE_RUNTIME_CONFIG")
+    code, _, err = cli("backup.push", "-p", str(proj))
+    assert code == 2 and "no remotes configured" in err
+
+
+def test_db_push_pull_and_remote_cleanup_keep_chains(proj, tmp_path, remotes, bucket):  # noqa: F811
+    import sqlite3
+
+    db = proj / "shop.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+    code, out, err = cli("db.backup", "-p", str(proj), "-P", "offsite")
+    assert code == 0, err
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("db.pull", "-p", str(fresh), "-R", "offsite", "--json")
+    assert code == 0 and len(json.loads(out)["downloaded"]) == 1
+    # a chain on the remote: full, then two incrementals; --keep-last 1 keeps the whole chain
+    names = []
+    for extra in ([], ["--incremental"], ["--incremental"]):
+        code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--json", *extra)
+        assert code == 0, err
+        names.append(os.path.basename(json.loads(out)["backup_path"]))
+    s3server.client().put_object(Bucket=bucket, Key="backups/shop/project/notes.txt", Body=b"not a backup")
+    code, out, err = cli("backup.cleanup", "-p", str(proj), "-R", "offsite", "--keep-last", "1", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["deleted"] == [] and [d["delete"] for d in res["decisions"]] == [False, False, False]
+    assert "backups/shop/project/notes.txt" in s3server.keys(bucket)
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--full")
+    code, out, err = cli("backup.cleanup", "-p", str(proj), "-R", "offsite", "--keep-last", "1", "--json")
+    assert code == 0 and sorted(json.loads(out)["deleted"]) == sorted(names)
+    assert "backups/shop/project/notes.txt" in s3server.keys(bucket)
