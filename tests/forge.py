@@ -171,7 +171,7 @@ def forge(path, members: list[M], *, compression: str = "none", records: list[di
         out += m.data
         pad = padding(len(m.data))
         out += pad
-        if m.type == REGTYPE:
+        if m.type in (REGTYPE, b"\0", b"7"):
             structure.update(pad)  # a regular member's padding is structure; other types' bytes are skipped unread
             files[m.name] = (len(m.data), hashlib.sha256(m.data).hexdigest())
         rec = _record(m, files)

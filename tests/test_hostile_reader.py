@@ -1,0 +1,416 @@
+"""Hostile archives against the reader and verification (issue 10: "the
+reader can be made to hang or to eat memory", "a verified archive must mean
+the same tree to every tar"; issue 11: 15 and 17).
+
+Every archive here is written by hand with tests/forge.py, as an attacker
+would, in the project's own format and with every seal computed, so that
+nothing but the check under test can refuse it.  Each case runs
+``backup.verify`` in a subprocess under a memory limit and a timeout, and
+asserts exit code 4, one line on stderr, no traceback, and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from forge import (
+    CHRTYPE,
+    DIRTYPE,
+    LONGLINK,
+    LONGNAME,
+    MANIFEST_NAME,
+    METADATA_NAME,
+    REGTYPE,
+    BLOCK,
+    M,
+    base256,
+    dir,
+    file,
+    forge,
+    gzip_sealed,
+    hardlink,
+    header_block,
+    long_record,
+    padding,
+    raw,
+    symlink,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+HAVE_TAR = shutil.which("tar") is not None
+MEMORY_LIMIT = 400 << 20  # address space of the verifying process; a good archive needs about 250 MB
+TIMEOUT = 60
+
+
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def verify_cli(path, *, timeout=TIMEOUT, env=None, code=None):
+    """backup.verify in a process of its own, memory-limited; it must finish."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    args = [sys.executable, "-m", "invoke", "-r", str(REPO), "backup.verify", "--backup-path", str(path)]
+    if code is not None:  # a prelude, run in the same process first (limits lowered for a test)
+        args = [sys.executable, "-c", code + "\nimport sys\nfrom invoke.main import program\nsys.argv = ['invoke', '-r', %r, 'backup.verify', '--backup-path', %r]\nprogram.run()" % (str(REPO), str(path))]
+    return subprocess.run(args, cwd=os.path.dirname(path), env=full_env, capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=_limit_memory)
+
+
+def assert_refused(proc, reason: str):
+    """Exit 4, one line on stderr, no traceback, and the reason on stdout."""
+    out, err = proc.stdout, proc.stderr
+    assert "Traceback" not in out + err, err
+    assert proc.returncode == 4, (proc.returncode, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert re.search(reason, out), out
+
+
+# ------------------------------------------------------------ the cases
+
+def _neg(n=-512):
+    return base256(n)
+
+
+def _l(payload: bytes, **kw) -> bytes:
+    return long_record(LONGNAME, payload, **kw)
+
+
+def _k(payload: bytes, **kw) -> bytes:
+    return long_record(LONGLINK, payload, **kw)
+
+
+def _hidden_member() -> bytes:
+    """A whole tar member, to hide after a header whose size tools skip."""
+    return header_block(b"evil", REGTYPE, size=6) + b"pwned\n" + padding(6)
+
+
+_X_SHA = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"  # sha256(b"x")
+_X_RECORD = {"path": "a", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": 1, "sha256": _X_SHA}
+
+# name -> (members, forge keywords, what the refusal says)
+CASES = {
+    # Every read makes progress; every size is checked.
+    "negative_size": ([file("a", b"", size_field=_neg())], {}, "size"),
+    "negative_size_gz": ([file("a", b"", size_field=_neg())], {"compression": "gz"}, "size"),
+    "negative_size_tool_member": ([file(MANIFEST_NAME, b"", size_field=_neg())], {}, "size"),
+    "negative_size_long_name": ([raw(_l(b"n" * 150 + b"\0", size_field=_neg(-1024))), file("b", b"x")], {}, "size"),
+    "negative_size_dir": ([dir("d", size_field=_neg())], {}, "size"),
+    "size_past_the_end": ([file("a", b"x", size_field=base256(1 << 80))], {}, "size|truncated"),
+    "size_past_the_end_gz": ([file("a", b"x", size_field=base256(1 << 40))], {"compression": "gz"}, "truncated"),
+    "size_field_not_canonical": ([file("a", b"x", size_field=b"  1 \0\0\0\0\0\0\0\0")], {}, "header"),
+    "long_name_too_long": ([file("a/" * 40_000 + "f", b"x")], {}, "name"),
+    "long_name_negative_size_tool": ([raw(_l(MANIFEST_NAME.encode() + b"\0", size_field=_neg())), file("b", b"x")], {}, "size"),
+    "long_link_too_long": ([symlink("l", "t" * 70_000)], {}, "link|target"),
+    # The same member list for every tar.
+    "dir_with_data": ([dir("d", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
+    "symlink_with_data": ([symlink("l", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
+    "hardlink_with_data": ([file("a", b"1"), hardlink("h", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
+    "device_with_data": ([M("dev", CHRTYPE, size=BLOCK, data=bytes(BLOCK), record=False)], {}, "size|device"),
+    "repeated_long_name": ([file("g" * 150, b"x", before=_l(b"e" * 150 + b"\0"))], {}, "long-name|record"),
+    "repeated_long_link": ([file("a", b"1"), symlink("l", "t" * 150, before=_k(b"/etc/passwd" * 20 + b"\0"))], {}, "long-link|record"),
+    "two_long_names_in_a_row": ([file("a", b"1"), raw(_l(b"x" * 150 + b"\0") + _l(b"y" * 150 + b"\0"))], {}, "long-name|record"),
+    "long_name_before_a_long_name_member": ([file("a", b"1"), raw(_l(b"x" * 150 + b"\0")), file("y" * 150, b"2")], {}, "two long-name"),
+    "long_name_with_nul": ([file("a" * 101, b"1", long_names=False, before=_l(b"a" * 101 + b"\0hidden\0"))], {}, "long-name|record|NUL"),
+    "long_name_empty": ([file("x", b"1", before=_l(b""))], {}, "name"),
+    "long_name_on_end_marker": ([file("a", b"1"), raw(_l(b"z" * 150 + b"\0"), record=False)], {"tool_members": False}, "long-name|record"),
+    "gnu_prefix_bytes": ([file("b", b"x", patch={345: b"evil"})], {}, "header"),
+    "ustar_prefix": ([file("b", b"x", patch={257: b"ustar\x0000", 345: b"a"}, record={"path": "a/b", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "header|GNU"),
+    "v7_header": ([file("b", b"x", patch={257: bytes(8)})], {}, "header|GNU"),
+    "uname_set": ([file("b", b"x", patch={265: b"root"})], {}, "header"),
+    "checksum_field_odd_first": ([file("b", b"x", patch={148: b"%07o\0" % 0})], {}, "not a gzip, zstd or tar archive"),
+    "checksum_field_odd": ([file("a", b"1"), file("b", b"x", patch={148: b"%07o\0" % 0})], {}, "damaged tar header .bad checksum"),
+    "size_past_the_end_of_the_file": ([file("a", b"x", size=1 << 20)], {}, "past the end of the archive"),
+    "link_target_on_file": ([file("b", b"x", linkname="elsewhere")], {}, "link"),
+    "empty_name": ([file("", b"x", record=False)], {}, "name"),
+    "dot_name": ([dir(".", record=False)], {}, "name"),
+    "dot_slash_name": ([file("./a", b"x", record={"path": "a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "name"),
+    "double_slash_name": ([dir("d"), file("d//a", b"x", record={"path": "d/a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "name"),
+    "dir_without_slash": ([M("d", DIRTYPE, mode=0o755), file("d/a", b"x")], {}, "name|slash"),
+    "empty_symlink_target": ([symlink("l", "")], {}, "target|link"),
+}
+for _flag in (b"x", b"g", b"X", b"S", b"M", b"V", b"D", b"N", b"A", b"7", b"\0", b"I", b"Z", b"8"):
+    # Recorded in the manifest as a file: tarfile and GNU tar read '\0' and '7' as files too.
+    CASES[f"type_{_flag.hex()}"] = ([M("a", _flag, data=b"x", size=1, record=_X_RECORD)], {}, re.escape(f"tar type {_flag.decode('latin-1')!r}"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_header_is_refused(tmp_path, case):
+    members, kw, reason = CASES[case]
+    suffix = {"gz": ".tar.gz", "zst": ".tar.zst"}.get(kw.get("compression", "none"), ".tar")
+    path = tmp_path / f"{case}{suffix}"
+    forge(path, members, **kw)
+    assert_refused(verify_cli(path), reason)
+
+
+# ------------------------------------------------------- bounded memory
+
+
+def _gz_file(path, chunks):
+    path.write_bytes(gzip_sealed(chunks))
+    return path
+
+
+def test_members_named_like_the_tools_own_are_not_piled_up(tmp_path):
+    """Hundreds of MB of members named like the manifest, from an archive of
+    a few hundred KB: at most the last two are held, so the second is
+    refused as a duplicate instead of all of them landing in memory."""
+    body = bytes(256 << 10)
+    for names in ([MANIFEST_NAME], [MANIFEST_NAME, METADATA_NAME]):
+        members = [header_block(name.encode(), REGTYPE, mode=0o600, size=len(body)) + body for name in names]
+        path = _gz_file(tmp_path / f"flood{len(names)}.tar.gz", (members[i % len(members)] for i in range(1600)))
+        assert path.stat().st_size < 1 << 20
+        assert_refused(verify_cli(path), "appears twice")
+
+
+def test_data_after_a_directory_header_is_not_read_into_memory(tmp_path):
+    data = bytes(300 << 20)
+    path = _gz_file(tmp_path / "bigdir.tar.gz", [header_block(b"d/", DIRTYPE, mode=0o755, size=len(data)), data])
+    assert_refused(verify_cli(path), "directory with a size of")
+
+
+def test_many_members_hit_the_documented_limit(tmp_path):
+    """Per-path state is bounded (MAX_ENTRIES, MAX_PATH_BYTES); the limits
+    are lowered here so that a small archive reaches them."""
+    members = [dir("d")] + [file(f"d/f{i:05d}") for i in range(3000)]
+    path = tmp_path / "many.tar.gz"
+    forge(path, members, compression="gz")
+    assert verify_cli(path).returncode == 0
+    assert_refused(verify_cli(path, code="import backup_lib.extract as x; x.MAX_ENTRIES = 2000"), "more than 2,000 paths")
+    # Folders a deep path implies count too.
+    deep = [file("/".join(f"{i:03d}" for _ in range(300)) + f"/{i}", b"x") for i in range(20)]
+    path = tmp_path / "deep.tar.gz"
+    forge(path, deep, compression="gz")
+    assert verify_cli(path).returncode == 0
+    assert_refused(verify_cli(path, code="import backup_lib.extract as x; x.MAX_PATH_BYTES = 1 << 20"), "MiB of path names")
+
+
+def test_a_deep_path_costs_linear_time(tmp_path):
+    """A path of 2,000 components (within PATH_MAX) whose folders are not
+    members: every folder is implied once, not every prefix per member."""
+    top = "/".join(["a"] * 2000)
+    members = [file(f"{top}/f{i}", b"x") for i in range(200)]
+    path = tmp_path / "deep.tar.gz"
+    forge(path, members, compression="gz")
+    proc = verify_cli(path, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------ restorable on this system
+
+
+@pytest.mark.parametrize("case", ["component", "path", "link_target"])
+def test_what_this_system_cannot_create_fails_verification(tmp_path, case):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    if case == "component":
+        members = [file("x" * (name_max + 1), b"1")]
+        reason = f"cannot be restored on this system: a name of {name_max + 1} bytes"
+    elif case == "path":
+        part = "p" * (name_max - 5)
+        n = path_max // len(part) + 1
+        members = [dir("/".join([part] * k)) for k in range(1, n)] + [file("/".join([part] * n), b"1")]
+        reason = "cannot be restored on this system: a path of"
+    else:
+        members = [symlink("l", "t/" * (path_max // 2))]
+        reason = "cannot be restored on this system: a target of"
+    archive = tmp_path / f"{case}.tar"
+    forge(archive, members)
+    assert_refused(verify_cli(archive), reason)
+    target = tmp_path / "target"
+    from helpers import run_cli
+
+    code, _, err = run_cli(["backup.restore", "--backup-path", str(archive), "--target-path", str(target)])
+    assert code == 4 and "cannot be restored on this system" in err and "Traceback" not in err
+    assert not target.exists()
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
+
+
+# ------------------------------------------------------- issue 11: 15, 17
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar.zst", ".tar"])
+@pytest.mark.parametrize("size", [3000, 100, 0])
+def test_random_bytes_are_not_an_archive(tmp_path, suffix, size):
+    data = bytearray(random.Random(size).randbytes(size))
+    if data:
+        data[0] = 0x42  # neither gzip's nor zstd's magic
+    path = tmp_path / f"random{suffix}"
+    path.write_bytes(bytes(data))
+    assert_refused(verify_cli(path), r"random\.tar[.a-z]*: not a gzip, zstd or tar archive")
+
+
+def test_dotdot_is_refused_by_the_name_check_alone(tmp_path):
+    """Verification extracts nothing, so only the name check can refuse
+    the member; the manifest lists it like any other."""
+    from backup_lib.errors import UnsafeArchiveError
+    from backup_lib.extract import _components, scan_archive
+
+    for name in ("../x", "a/../../x", "a/.."):
+        with pytest.raises(UnsafeArchiveError, match="contains '..'"):
+            _components(name)
+    path = tmp_path / "dotdot.tar"
+    forge(path, [dir("a"), file("a/../../outside", b"x")])
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UnsafeArchiveError, match=r"member 'a/../../outside' contains '\.\.'"):
+        scan_archive(str(path))
+    assert sorted(os.listdir(tmp_path)) == before
+    assert_refused(verify_cli(path), r"contains '\.\.'")
+
+
+def test_changed_content_is_caught_by_the_member_sha256(tmp_path):
+    """The manifest, project_hash and every seal agree with each other;
+    only the comparison of the member's own SHA-256 sees the change."""
+    import hashlib
+
+    from backup_lib.project import verify_one
+
+    claimed = hashlib.sha256(b"original\n").hexdigest()
+    rec = {"path": "a.txt", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": 9, "sha256": claimed}
+    path = tmp_path / "changed.tar"
+    forge(path, [file("a.txt", b"tampered\n", record=rec), file("b.txt", b"same\n")])
+    report = verify_one(str(path))
+    assert report.errors == ("member 'a.txt' does not match its SHA-256 in the manifest",)
+
+
+# ------------------------------------------ differential: every tar agrees
+
+_BASE_MEMBERS = [
+    ("dir", "d"), ("file", "d/a", b"alpha\n"), ("file", "d/" + "n" * 120, b"long name\n"),
+    ("symlink", "d/l", "a"), ("symlink", "d/ll", "t" * 130), ("hardlink", "d/h", "d/a"), ("file", "e", b""),
+]
+
+
+def _base_members(patch_at=None, patch=None):
+    out = []
+    for i, spec in enumerate(_BASE_MEMBERS):
+        kw = {"patch": patch} if i == patch_at else {}
+        kind, name, extra = spec[0], spec[1], spec[2] if len(spec) > 2 else None
+        out.append({"dir": lambda: dir(name, **kw), "file": lambda: file(name, extra, **kw),
+                    "symlink": lambda: symlink(name, extra, **kw), "hardlink": lambda: hardlink(name, extra, **kw)}[kind]())
+    return out
+
+
+def _field_value(rng: random.Random, width: int) -> bytes:
+    n = rng.choice([0, 1, 0o644, 0o755, 1000, 1_700_000_000, 8**7, 2**33])
+    forms = [
+        b"%0*o\0" % (width - 1, n % 8 ** (width - 1)), b"%0*o " % (width - 1, n % 8 ** (width - 1)),
+        (b"%o" % n).rjust(width - 1, b" ") + b"\0", b"%o\0" % n + b"x" * (width - len(b"%o\0" % n)),
+        b"\x80" + n.to_bytes(width - 1, "big"), b"\xff" + (-n % 256 ** (width - 1)).to_bytes(width - 1, "big"),
+        bytes(width), b" " * width, b"+" + b"%0*o" % (width - 2, n % 8 ** (width - 2)),
+        bytes(rng.randrange(256) for _ in range(width)),
+    ]
+    return rng.choice(forms)[:width].ljust(width, b"\0")
+
+
+def _mutation(rng: random.Random, member: int) -> dict:
+    name_len = len(os.fsencode(_BASE_MEMBERS[member][1]))
+    choice = rng.randrange(8)
+    if choice == 0:
+        at, width = rng.choice([(100, 8), (108, 8), (116, 8), (136, 12)])  # mode, uid, gid, mtime
+        return {at: _field_value(rng, width)}
+    if choice == 1:
+        return {124: _field_value(rng, 12)}  # size
+    if choice == 2:
+        return {156: bytes([rng.choice(b"0125\x0034678LKxgXSMVDNA")])}  # type
+    if choice == 3 and name_len < 99:  # bytes after the name's NUL
+        at = rng.randrange(name_len + 1, 100)
+        return {at: bytes([rng.randrange(1, 256)])}
+    if choice == 4:  # bytes after the link target's NUL
+        return {rng.randrange(160, 257): bytes([rng.randrange(1, 256)])}
+    if choice == 5:
+        return {257: rng.choice([b"ustar\x0000", b"ustar \0\0", bytes(8), b"ustar  \0", b"gnutar \0"])}
+    if choice == 6:  # prefix, owner names, device numbers, GNU's extra fields
+        return {rng.randrange(265, 512): bytes([rng.randrange(1, 256)])}
+    return {rng.randrange(0, 512): bytes([rng.randrange(256)])}  # anywhere
+
+
+def _tree_from_reader(path):
+    from backup_lib.archive import ArchiveReader
+
+    tree = {}
+    for ti, fobj in ArchiveReader(str(path)):
+        if ti.isdir():
+            tree[ti.name] = ("dir",)
+        elif ti.issym():
+            tree[ti.name] = ("symlink", ti.linkname)
+        elif ti.islnk():
+            tree[ti.name] = ("file", tree[ti.linkname][1], ti.linkname)
+        else:
+            tree[ti.name] = ("file", fobj.read(), None)
+    return tree
+
+
+def _tree_from_tarfile(path):
+    tree = {}
+    with tarfile.open(path) as tf:
+        members = tf.getmembers()
+        assert [m.name for m in members[-2:]] == [MANIFEST_NAME, METADATA_NAME]
+        for m in members[:-2]:
+            if m.isdir():
+                tree[m.name] = ("dir",)
+            elif m.issym():
+                tree[m.name] = ("symlink", m.linkname)
+            elif m.islnk():
+                tree[m.name] = ("file", tree[m.linkname][1], m.linkname)
+            elif m.type == tarfile.REGTYPE:
+                tree[m.name] = ("file", tf.extractfile(m).read(), None)
+            else:
+                tree[m.name] = ("other", m.type)
+    return tree
+
+
+def _tree_from_gnu_tar(path, out):
+    out.mkdir()
+    proc = subprocess.run(["tar", "-xf", str(path), "-C", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    tree, inodes = {}, {}
+    for dirpath, dirnames, filenames in os.walk(out):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, out)
+            if rel in (MANIFEST_NAME, METADATA_NAME):
+                continue
+            if os.path.islink(full):
+                tree[rel] = ("symlink", os.readlink(full))
+            elif os.path.isdir(full):
+                tree[rel] = ("dir",)
+            else:
+                tree[rel] = ("file", open(full, "rb").read())
+                inodes.setdefault(os.stat(full).st_ino, []).append(rel)
+    return tree, sorted(sorted(group) for group in inodes.values() if len(group) > 1)
+
+
+@pytest.mark.skipif(not HAVE_TAR, reason="GNU tar not installed")
+def test_what_verifies_is_the_same_tree_to_gnu_tar_and_tarfile(tmp_path):
+    """Random changes to the headers of an archive (every seal recomputed):
+    whatever still verifies must be, to GNU tar and to tarfile, the very
+    member list and tree that the toolkit reads."""
+    from backup_lib.project import verify_one
+
+    rng = random.Random(10)
+    accepted = 0
+    for i in range(-1, 240):
+        member = rng.randrange(len(_BASE_MEMBERS))
+        patch = _mutation(rng, member) if i >= 0 else None
+        path = tmp_path / f"m{i}.tar"
+        forge(path, _base_members(member, patch))
+        if not verify_one(str(path)).ok:
+            continue
+        accepted += 1
+        ours = _tree_from_reader(path)
+        assert _tree_from_tarfile(path) == ours, (i, member, patch)
+        gnu, hardlinks = _tree_from_gnu_tar(path, tmp_path / f"gnu{i}")
+        assert gnu == {name: value[:2] for name, value in ours.items()}, (i, member, patch)
+        assert hardlinks == sorted(sorted([name, value[2]]) for name, value in ours.items() if len(value) > 2 and value[2]), (i, member, patch)
+        shutil.rmtree(tmp_path / f"gnu{i}")
+    assert accepted > 20  # mode, owner and time fields, bytes after a name's NUL: still the same tree
