@@ -11,6 +11,7 @@ asserts exit code 4, one line on stderr, no traceback, and the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -414,3 +415,69 @@ def test_what_verifies_is_the_same_tree_to_gnu_tar_and_tarfile(tmp_path):
         assert hardlinks == sorted(sorted([name, value[2]]) for name, value in ours.items() if len(value) > 2 and value[2]), (i, member, patch)
         shutil.rmtree(tmp_path / f"gnu{i}")
     assert accepted > 20  # mode, owner and time fields, bytes after a name's NUL: still the same tree
+
+
+def _gnu_names(path) -> list[str]:
+    proc = subprocess.run(["tar", "-tf", str(path)], capture_output=True, text=True)
+    return [n.rstrip("/") for n in proc.stdout.splitlines()]
+
+
+def _tarfile_names(path) -> list[str]:
+    with tarfile.open(path) as tf:
+        return [m.name for m in tf.getmembers()]
+
+
+@pytest.mark.skipif(not HAVE_TAR, reason="GNU tar not installed")
+@pytest.mark.parametrize("case, name, gnu_sees, tarfile_sees", [
+    ("dir_with_data", "evil", True, True),
+    ("symlink_with_data", "evil", False, True),  # the tars disagree among themselves
+    ("hardlink_with_data", "evil", True, True),
+    ("gnu_prefix_bytes", "evil/b", False, True),
+    ("repeated_long_name", "e" * 150, False, True),  # tarfile takes the first record, GNU tar the last
+])
+def test_what_is_refused_means_something_else_to_another_tar(tmp_path, case, name, gnu_sees, tarfile_sees):
+    """Why these are refused: a member that the manifest does not list, as
+    GNU tar or tarfile read the archive."""
+    members, kw, _reason = CASES[case]
+    path = tmp_path / f"{case}.tar"
+    forged = forge(path, members, **kw)
+    assert name not in [json.loads(line)["path"] for line in forged.manifest.splitlines()]
+    assert (name in _gnu_names(path)) == gnu_sees
+    assert (name in _tarfile_names(path)) == tarfile_sees
+
+
+@pytest.mark.skipif(not HAVE_TAR, reason="GNU tar not installed")
+def test_two_long_link_records_mean_two_targets(tmp_path):
+    members, kw, _reason = CASES["repeated_long_link"]
+    path = tmp_path / "k.tar"
+    forge(path, members, **kw)
+    with tarfile.open(path) as tf:
+        assert tf.getmember("l").linkname.startswith("/etc/passwd")
+    assert "l -> " + "t" * 150 in subprocess.run(["tar", "-tvf", str(path)], capture_output=True, text=True).stdout
+
+
+def test_the_tools_own_files_in_a_project_come_back(tmp_path):
+    """A project's own backup_manifest.jsonl and backup_metadata.json, last
+    in tree order, right before the tool's two: both still reach the caller
+    as project files, while at most two members are held at a time."""
+    from backup_lib.archive import ArchiveReader
+    from backup_lib.project import create_backup
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    (root / MANIFEST_NAME).write_text("mine\n")
+    (root / METADATA_NAME).write_text('{"mine": true}')
+    res = create_backup(str(root), compression="none", backup_dir=str(tmp_path / "bk"))
+    reader = ArchiveReader(res.backup_path)
+    got = {ti.name: f.read() for ti, f in reader if f is not None}
+    assert got == {"a.txt": b"a", MANIFEST_NAME: b"mine\n", METADATA_NAME: b'{"mine": true}'}
+    assert json.loads(reader.metadata_bytes)["backup_type"] == "project_full"
+    assert reader.problems == []
+
+
+def test_a_manifest_over_the_limit_says_so(tmp_path):
+    path = tmp_path / "big.tar"
+    forge(path, [dir("d"), file("d/a", b"x")])
+    assert_refused(verify_cli(path, code="import backup_lib.archive.reader as r; r.MANIFEST_LIMIT = 100"),
+                   "member 'backup_manifest.jsonl' has [0-9,]+ bytes, over the reader's limit of 100 ")

@@ -204,7 +204,8 @@ class ArchiveReader:
             name = ti.name
             size = ti.size
             has_data = ti.type == tarfile.REGTYPE
-            oversized = None
+            # A manifest too large to hold, and the metadata after it.
+            oversized = oversized if oversized and oversized[0] == MANIFEST_NAME and name == METADATA_NAME else None
             if has_data and name in TOOL_MEMBERS:
                 limit = MANIFEST_LIMIT if name == MANIFEST_NAME else METADATA_LIMIT
                 if size <= limit and (name == MANIFEST_NAME or (len(held) == 1 and held[0][0].name == MANIFEST_NAME)):
@@ -216,7 +217,7 @@ class ArchiveReader:
                     self._padding(src, size, structure)
                     held.append((ti, data, before, header))
                     continue
-                if size > limit:
+                if size > limit and oversized is None:
                     oversized = (name, size, limit)
             structure.update(header)
             yield from self._release(held)
@@ -254,7 +255,7 @@ class ArchiveReader:
         yield from self._release(held)
         if oversized is not None:
             name, size, limit = oversized
-            raise IntegrityError(f"{self.path}: its last member {name!r} has {size} bytes, over the limit of {limit >> 20} MiB for the toolkit's own members")
+            raise IntegrityError(f"{self.path}: its member {name!r} has {size:,} bytes, over the reader's limit of {limit:,} for the toolkit's own members")
 
     @staticmethod
     def _release(held: list):
