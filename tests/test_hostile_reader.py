@@ -481,3 +481,31 @@ def test_a_manifest_over_the_limit_says_so(tmp_path):
     forge(path, [dir("d"), file("d/a", b"x")])
     assert_refused(verify_cli(path, code="import backup_lib.archive.reader as r; r.MANIFEST_LIMIT = 100"),
                    "member 'backup_manifest.jsonl' has [0-9,]+ bytes, over the reader's limit of 100 ")
+
+
+def _zstd_rle_bomb(tar_head: bytes, zeros: int) -> bytes:
+    """A zstd frame by hand: ``tar_head`` in a raw block, then ``zeros``
+    bytes as RLE blocks of 4 bytes for 128 KiB each (a ratio of 32,768:1),
+    with the toolkit's trailing seal."""
+    import hashlib
+
+    from forge import ZSTD_SEAL_MAGIC
+
+    frame = bytearray(b"\x28\xb5\x2f\xfd" + bytes([0x00, 0x38]))  # no size, no checksum; a 128 KiB window
+    frame += (len(tar_head) << 3).to_bytes(3, "little") + tar_head  # a raw block
+    block = 128 << 10
+    while zeros:
+        n = min(block, zeros)
+        zeros -= n
+        frame += ((n << 3) | (1 << 1) | (0 if zeros else 1)).to_bytes(3, "little") + b"\0"
+    return bytes(frame) + ZSTD_SEAL_MAGIC + hashlib.sha256(frame).digest()
+
+
+def test_a_zstd_bomb_is_decompressed_in_bounded_pieces(tmp_path):
+    """600 MB of zeros from a 20 KB file: the decompressor must never be
+    handed input that expands past a few MiB at once."""
+    size = 600 << 20
+    path = tmp_path / "bomb.tar.zst"
+    path.write_bytes(_zstd_rle_bomb(header_block(b"a", REGTYPE, size=size), size + 2 * BLOCK))
+    assert path.stat().st_size < 32 << 10
+    assert_refused(verify_cli(path), "no manifest and metadata at its end")
