@@ -342,6 +342,7 @@ def test_strict_headers_read_every_header_the_writer_writes_like_tarfile():
     ({265: b"root"}, "format"),  # GNU tar, as root, takes the owner from here
     ({156: b"x"}, "format"),
     ({100: b"0000644 "}, "format"),  # octal closed by a space: fine for tar, never written
+    ({100: b"0100644\0"}, "format"),  # file-type bits in the mode: never written
     ({124: b"\xff" + bytes(11)}, "value"),  # a negative size
     ({108: b"\xff" * 8}, "value"),  # a negative owner
     ({136: b"\x80" + b"\xff" * 11}, "value"),  # a time beyond GNU tar's time_t

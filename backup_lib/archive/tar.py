@@ -204,13 +204,19 @@ def parse_header(block: bytes) -> Member:
     if m.type not in _KNOWN_TYPES:
         raise HeaderError("format", f"a member of tar type {m.type.decode('latin-1')!r}")
     if fast is not None:
-        m.mode = int(block[100:107], 8)
+        m.mode = mode = int(block[100:107], 8)
+        if mode > 0o7777:  # file-type bits: tarfile and the writer never write them
+            raise HeaderError("format", f"a mode of {mode:o}")
         m.uid = int(block[108:115], 8)
         m.gid = int(block[116:123], 8)
         m.size = int(block[124:135], 8)
         m.mtime = int(block[136:147], 8)
     else:
+        if block[100] & 0x80:
+            raise HeaderError("format", "a mode in base-256")
         m.mode = strict_number(block[100:108], "mode", False)
+        if m.mode > 0o7777:
+            raise HeaderError("format", f"a mode of {m.mode:o}")
         m.uid = strict_number(block[108:116], "uid", False)
         m.gid = strict_number(block[116:124], "gid", False)
         m.size = strict_number(block[124:136], "size", False)
