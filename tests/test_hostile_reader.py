@@ -63,8 +63,10 @@ def verify_cli(path, *, timeout=TIMEOUT, env=None, code=None):
     args = [sys.executable, "-m", "invoke", "-r", str(REPO), "backup.verify", "--backup-path", str(path)]
     if code is not None:  # a prelude, run in the same process first (limits lowered for a test)
         args = [sys.executable, "-c", code + "\nimport sys\nfrom invoke.main import program\nsys.argv = ['invoke', '-r', %r, 'backup.verify', '--backup-path', %r]\nprogram.run()" % (str(REPO), str(path))]
-    return subprocess.run(args, cwd=os.path.dirname(path), env=full_env, capture_output=True, text=True,
+    proc = subprocess.run(args, cwd=os.path.dirname(path), env=full_env, capture_output=True, text=True,
                           timeout=timeout, preexec_fn=_limit_memory)
+    proc.archive = str(path)
+    return proc
 
 
 def assert_refused(proc, reason: str):
@@ -73,7 +75,7 @@ def assert_refused(proc, reason: str):
     assert "Traceback" not in out + err, err
     assert proc.returncode == 4, (proc.returncode, out, err)
     assert len(err.strip().splitlines()) == 1, err
-    assert re.search(reason, out), out
+    assert re.search(reason, out.replace(proc.archive, "<archive>")), out
 
 
 # ------------------------------------------------------------ the cases
@@ -101,56 +103,76 @@ _X_RECORD = {"path": "a", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": 
 # name -> (members, forge keywords, what the refusal says)
 CASES = {
     # Every read makes progress; every size is checked.
-    "negative_size": ([file("a", b"", size_field=_neg())], {}, "size"),
-    "negative_size_gz": ([file("a", b"", size_field=_neg())], {"compression": "gz"}, "size"),
-    "negative_size_tool_member": ([file(MANIFEST_NAME, b"", size_field=_neg())], {}, "size"),
-    "negative_size_long_name": ([raw(_l(b"n" * 150 + b"\0", size_field=_neg(-512))), file("b", b"x")], {}, "size"),
-    "negative_size_dir": ([dir("d", size_field=_neg())], {}, "size"),
-    "size_past_the_end": ([file("a", b"x", size_field=base256(1 << 80))], {}, "size|truncated"),
+    "negative_size": ([file("a", b"", size_field=_neg())], {}, "a negative size"),
+    "negative_size_gz": ([file("a", b"", size_field=_neg())], {"compression": "gz"}, "a negative size"),
+    "negative_size_tool_member": ([file(MANIFEST_NAME, b"", size_field=_neg())], {}, "a negative size"),
+    "negative_size_long_name": ([raw(_l(b"n" * 150 + b"\0", size_field=_neg(-512))), file("b", b"x")], {}, "a negative size"),
+    "negative_size_dir": ([dir("d", size_field=_neg())], {}, "a negative size"),
+    "size_past_the_end": ([file("a", b"x", size_field=base256(1 << 80))], {}, "more than any tar can read"),
     "size_past_the_end_gz": ([file("a", b"x", size_field=base256(1 << 40))], {"compression": "gz"}, "truncated"),
-    "size_field_not_canonical": ([file("a", b"x", size_field=b"  1 \0\0\0\0\0\0\0\0")], {}, "header"),
-    "long_name_too_long": ([file("a/" * 40_000 + "f", b"x")], {}, "name"),
-    "long_name_negative_size_tool": ([raw(_l(MANIFEST_NAME.encode() + b"\0", size_field=_neg())), file("b", b"x")], {}, "size"),
-    "long_link_too_long": ([symlink("l", "t" * 70_000)], {}, "link|target"),
+    "size_field_not_canonical": ([file("a", b"x", size_field=b"  1 \0\0\0\0\0\0\0\0")], {}, "a size field in a form it never writes"),
+    "long_name_too_long": ([file("a/" * 40_000 + "f", b"x")], {}, "a long-name record of 80002 bytes"),
+    "long_name_negative_size_tool": ([raw(_l(MANIFEST_NAME.encode() + b"\0", size_field=_neg())), file("b", b"x")], {}, "a negative size"),
+    "long_link_too_long": ([symlink("l", "t" * 70_000)], {}, "a long-link record of 70001 bytes"),
     # The same member list for every tar.
-    "dir_with_data": ([dir("d", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
-    "symlink_with_data": ([symlink("l", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
-    "hardlink_with_data": ([file("a", b"1"), hardlink("h", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "size"),
-    "device_with_data": ([M("dev", CHRTYPE, size=BLOCK, data=bytes(BLOCK), record=False)], {}, "size|device"),
-    "repeated_long_name": ([file("g" * 150, b"x", before=_l(b"e" * 150 + b"\0"))], {}, "long-name|record"),
-    "repeated_long_link": ([file("a", b"1"), symlink("l", "t" * 150, before=_k(b"/etc/passwd" * 20 + b"\0"))], {}, "long-link|record"),
-    "two_long_names_in_a_row": ([file("a", b"1"), raw(_l(b"x" * 150 + b"\0") + _l(b"y" * 150 + b"\0"))], {}, "long-name|record"),
+    "dir_with_data": ([dir("d", size=len(_hidden_member()), data=_hidden_member())], {}, "directory with a size of 1024 bytes"),
+    "symlink_with_data": ([symlink("l", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "symlink with a size of 1024 bytes"),
+    "hardlink_with_data": ([file("a", b"1"), hardlink("h", "a", size=len(_hidden_member()), data=_hidden_member())], {}, "hard link with a size of 1024 bytes"),
+    "device_with_data": ([M("dev", CHRTYPE, size=BLOCK, data=bytes(BLOCK), record=False)], {}, "device or FIFO"),
+    "repeated_long_name": ([file("g" * 150, b"x", before=_l(b"e" * 150 + b"\0"))], {}, "two long-name records"),
+    "repeated_long_link": ([file("a", b"1"), symlink("l", "t" * 150, before=_k(b"/etc/passwd" * 20 + b"\0"))], {}, "two long-link records"),
+    "two_long_names_in_a_row": ([file("a", b"1"), raw(_l(b"x" * 150 + b"\0") + _l(b"y" * 150 + b"\0"))], {}, "two long-name records"),
     "long_name_before_a_long_name_member": ([file("a", b"1"), raw(_l(b"x" * 150 + b"\0")), file("y" * 150, b"2")], {}, "two long-name"),
-    "long_name_with_nul": ([file("a" * 101, b"1", long_names=False, before=_l(b"a" * 101 + b"\0hidden\0"))], {}, "long-name|record|NUL"),
-    "long_name_empty": ([file("x", b"1", before=_l(b""))], {}, "name"),
-    "long_name_on_end_marker": ([file("a", b"1"), raw(_l(b"z" * 150 + b"\0"), record=False)], {"tool_members": False}, "long-name|record"),
-    "gnu_prefix_bytes": ([file("b", b"x", patch={345: b"evil"})], {}, "header"),
-    "ustar_prefix": ([file("b", b"x", patch={257: b"ustar\x0000", 345: b"a"}, record={"path": "a/b", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "header|GNU"),
-    "v7_header": ([file("b", b"x", patch={257: bytes(8)})], {}, "header|GNU"),
-    "uname_set": ([file("b", b"x", patch={265: b"root"})], {}, "header"),
+    "long_name_with_nul": ([file("a" * 101, b"1", long_names=False, before=_l(b"a" * 101 + b"\0hidden\0"))], {}, "a NUL inside"),
+    "long_name_empty": ([file("x", b"1", before=_l(b""))], {}, "a long-name record of 0 bytes"),
+    "long_name_on_end_marker": ([file("a", b"1"), raw(_l(b"z" * 150 + b"\0"), record=False)], {"tool_members": False}, "no member after it"),
+    "gnu_prefix_bytes": ([file("b", b"x", patch={345: b"evil"})], {}, "name prefix in a tar header"),
+    "ustar_prefix": ([file("b", b"x", patch={257: b"ustar\x0000", 345: b"a"}, record={"path": "a/b", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "not in GNU format"),
+    "v7_header": ([file("b", b"x", patch={257: bytes(8)})], {}, "not in GNU format"),
+    "uname_set": ([file("b", b"x", patch={265: b"root"})], {}, "name prefix in a tar header"),
     "checksum_field_odd_first": ([file("b", b"x", patch={148: b"%07o\0" % 0})], {}, "not a gzip, zstd or tar archive"),
     "checksum_field_odd": ([file("a", b"1"), file("b", b"x", patch={148: b"%07o\0" % 0})], {}, "damaged tar header .bad checksum"),
     "size_past_the_end_of_the_file": ([file("a", b"x", size=1 << 20)], {}, "past the end of the archive"),
-    "link_target_on_file": ([file("b", b"x", linkname="elsewhere")], {}, "link"),
-    "empty_name": ([file("", b"x", record=False)], {}, "name"),
-    "dot_name": ([dir(".", record=False)], {}, "name"),
-    "dot_slash_name": ([file("./a", b"x", record={"path": "a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "name"),
-    "double_slash_name": ([dir("d"), file("d//a", b"x", record={"path": "d/a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "name"),
-    "dir_without_slash": ([M("d", DIRTYPE, mode=0o755), file("d/a", b"x")], {}, "name|slash"),
-    "empty_symlink_target": ([symlink("l", "")], {}, "target|link"),
+    "link_target_on_file": ([file("b", b"x", linkname="elsewhere")], {}, "file with a link target"),
+    "empty_name": ([file("", b"x", record=False)], {}, "not a plain relative path"),
+    "dot_name": ([dir(".", record=False)], {}, "not a plain relative path"),
+    "dot_slash_name": ([file("./a", b"x", record={"path": "a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "not a plain relative path"),
+    "double_slash_name": ([dir("d"), file("d//a", b"x", record={"path": "d/a", "type": "file", "mode": 420, "mtime_ns": 0, "size": 1, "sha256": _X_SHA})], {}, "not a plain relative path"),
+    "dir_without_slash": ([M("d", DIRTYPE, mode=0o755), file("d/a", b"x")], {}, "does not end in exactly one '/'"),
+    "empty_symlink_target": ([symlink("l", "")], {}, "symlink with an empty target"),
 }
 for _flag in (b"x", b"g", b"X", b"S", b"M", b"V", b"D", b"N", b"A", b"7", b"\0", b"I", b"Z", b"8"):
     # Recorded in the manifest as a file: tarfile and GNU tar read '\0' and '7' as files too.
     CASES[f"type_{_flag.hex()}"] = ([M("a", _flag, data=b"x", size=1, record=_X_RECORD)], {}, re.escape(f"tar type {_flag.decode('latin-1')!r}"))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_hostile_header_is_refused(tmp_path, case):
+def _forge_case(tmp_path, case):
     members, kw, reason = CASES[case]
     suffix = {"gz": ".tar.gz", "zst": ".tar.zst"}.get(kw.get("compression", "none"), ".tar")
     path = tmp_path / f"{case}{suffix}"
     forge(path, members, **kw)
+    return path, reason
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_header_is_refused(tmp_path, case):
+    path, reason = _forge_case(tmp_path, case)
     assert_refused(verify_cli(path), reason)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_header_restores_nothing(tmp_path, case):
+    """The same refusals from a restore, which extracts as it reads: exit
+    4, one line, and nothing left behind."""
+    from helpers import run_cli
+
+    path, reason = _forge_case(tmp_path, case)
+    target = tmp_path / "target"
+    code, _out, err = run_cli(["backup.restore", "--backup-path", str(path), "--target-path", str(target)])
+    assert code == 4 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(reason, err.replace(str(path), "<archive>")), err
+    assert not target.exists()
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
 
 
 # ------------------------------------------------------- bounded memory
@@ -247,7 +269,7 @@ def test_random_bytes_are_not_an_archive(tmp_path, suffix, size):
         data[0] = 0x42  # neither gzip's nor zstd's magic
     path = tmp_path / f"random{suffix}"
     path.write_bytes(bytes(data))
-    assert_refused(verify_cli(path), r"random\.tar[.a-z]*: not a gzip, zstd or tar archive")
+    assert_refused(verify_cli(path), "<archive>: not a gzip, zstd or tar archive")
 
 
 def test_dotdot_is_refused_by_the_name_check_alone(tmp_path):
