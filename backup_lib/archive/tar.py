@@ -197,12 +197,12 @@ def parse_header(block: bytes) -> Member:
         raise HeaderError("checksum", "bad checksum")
     if block[257:265] != _GNU_MAGIC:
         raise HeaderError("format", "a tar header not in GNU format")
-    if block[265:] != _ZERO_TAIL:
-        raise HeaderError("format", "owner names, device numbers or a name prefix in a tar header")
     m = Member()
     m.type = block[156:157]
     if m.type not in _KNOWN_TYPES:
         raise HeaderError("format", f"a member of tar type {m.type.decode('latin-1')!r}")
+    if block[265:] != _ZERO_TAIL and m.type not in DEVICE_TYPES:  # a device is refused by name, later
+        raise HeaderError("format", "owner names, device numbers or a name prefix in a tar header")
     if fast is not None:
         m.mode = mode = int(block[100:107], 8)
         if mode > 0o7777:  # file-type bits: tarfile and the writer never write them
