@@ -112,19 +112,27 @@ def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> boo
 
 
 def _selected(includes: PatternList | None, parts: list[str], is_dir: bool, cache: dict) -> bool:
+    """Does --include select this path (it or a folder above it matches)?
+    Each folder's answer is computed once, from the nearest folder above
+    whose answer is known: linear in the name's length, not quadratic."""
     if includes is None:
         return True
-    for depth in range(1, len(parts) + 1):
-        sub = "/".join(parts[:depth])
-        d = depth < len(parts) or is_dir
-        key = (sub, d)
-        hit = cache.get(key)
-        if hit is None:
-            b = os.fsencode(sub)
-            hit = cache[key] = includes.excludes(b, os.fsencode(parts[depth - 1]), d)
-        if hit:
-            return True
-    return False
+    path = "/".join(parts)
+    todo = []
+    sub = path
+    hit = False
+    while (cut := sub.rfind("/")) >= 0:
+        sub = sub[:cut]
+        known = cache.get(sub)
+        if known is not None:
+            hit = known
+            break
+        todo.append(sub)
+    for sub in reversed(todo):
+        if not hit:
+            hit = includes.excludes(os.fsencode(sub), os.fsencode(sub.rpartition("/")[2]), True)
+        cache[sub] = hit
+    return bool(hit) or bool(includes.excludes(os.fsencode(path), os.fsencode(parts[-1]), is_dir))
 
 
 _SMALL = 4 << 20  # files up to this size are written by the pool

@@ -531,3 +531,31 @@ def test_a_zstd_bomb_is_decompressed_in_bounded_pieces(tmp_path):
     path.write_bytes(_zstd_rle_bomb(header_block(b"a", REGTYPE, size=size), size + 2 * BLOCK))
     assert path.stat().st_size < 32 << 10
     assert_refused(verify_cli(path), "no manifest and metadata at its end")
+
+
+def test_include_selection_is_the_same_and_linear():
+    """--include is decided once per folder, from the nearest folder above:
+    the same answers as trying every prefix of every path, which cost
+    quadratic time on deep paths."""
+    from backup_lib.extract import _selected
+    from backup_lib.restore import include_matcher
+
+    rng = random.Random(3)
+    names = ["a", "b", "docs", "x.py", "y.txt", "node_modules"]
+    for patterns in (["docs/"], ["*.py"], ["a/b/"], ["/b"], ["x.py", "docs/*.txt"], ["**/node_modules/x.py"], ["a/**/y.txt"]):
+        includes = include_matcher(patterns)
+        cache: dict = {}
+        for _ in range(400):
+            parts = [rng.choice(names) for _ in range(rng.randrange(1, 6))]
+            is_dir = rng.random() < 0.3
+            every_prefix = any(
+                includes.excludes(os.fsencode("/".join(parts[:k])), os.fsencode(parts[k - 1]), k < len(parts) or is_dir)
+                for k in range(1, len(parts) + 1)
+            )
+            assert _selected(includes, parts, is_dir, cache) == every_prefix, (patterns, parts, is_dir)
+    deep = ["d"] * 2000
+    cache = {}
+    includes = include_matcher(["nomatch"])
+    for i in range(200):
+        assert not _selected(includes, deep + [f"f{i}"], False, cache)
+    assert len(cache) == 2000
