@@ -57,12 +57,14 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def verify_cli(path, *, timeout=TIMEOUT, env=None, code=None):
-    """backup.verify in a process of its own, memory-limited; it must finish."""
+def verify_cli(path, *, timeout=TIMEOUT, env=None, code=None, task=("backup.verify",)):
+    """backup.verify (or ``task``) in a process of its own, memory-limited;
+    it must finish."""
     full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
-    args = [sys.executable, "-m", "invoke", "-r", str(REPO), "backup.verify", "--backup-path", str(path)]
+    argv = ["invoke", "-r", str(REPO), *task, "--backup-path", str(path)]
+    args = [sys.executable, "-m", *argv]
     if code is not None:  # a prelude, run in the same process first (limits lowered for a test)
-        args = [sys.executable, "-c", code + "\nimport sys\nfrom invoke.main import program\nsys.argv = ['invoke', '-r', %r, 'backup.verify', '--backup-path', %r]\nprogram.run()" % (str(REPO), str(path))]
+        args = [sys.executable, "-c", code + "\nimport sys\nfrom invoke.main import program\nsys.argv = %r\nprogram.run()" % argv]
     proc = subprocess.run(args, cwd=os.path.dirname(path), env=full_env, capture_output=True, text=True,
                           timeout=timeout, preexec_fn=_limit_memory)
     proc.archive = str(path)
@@ -160,16 +162,16 @@ def test_hostile_header_is_refused(tmp_path, case):
     assert_refused(verify_cli(path), reason)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", ["negative_size_tool_member", "negative_size_long_name", "dir_with_data", "repeated_long_name",
+                                  "long_name_too_long", "type_78", "dot_slash_name", "gnu_prefix_bytes", "size_past_the_end_of_the_file"])
 def test_hostile_header_restores_nothing(tmp_path, case):
     """The same refusals from a restore, which extracts as it reads: exit
     4, one line, and nothing left behind."""
-    from helpers import run_cli
-
     path, reason = _forge_case(tmp_path, case)
     target = tmp_path / "target"
-    code, _out, err = run_cli(["backup.restore", "--backup-path", str(path), "--target-path", str(target)])
-    assert code == 4 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    proc = verify_cli(path, task=("backup.restore", "--target-path", str(target)))
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 4 and "Traceback" not in out + err and len(err.strip().splitlines()) == 1, (out, err)
     assert re.search(reason, err.replace(str(path), "<archive>")), err
     assert not target.exists()
     assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
