@@ -33,6 +33,14 @@ __all__ = ["ScanResult", "scan_archive", "link_stays_inside"]
 
 _MAX_LINK_DEPTH = 40
 _ZERO_CHUNK = bytes(CHUNK)
+# What one pass remembers per path (the archive's members and the folders
+# they imply) is bounded, so that an archive of many tiny members, which
+# compresses 1000:1, cannot take unbounded memory: at most MAX_ENTRIES paths
+# and MAX_PATH_BYTES of their names, about 300 bytes each beside the name.
+# That is 20 times the largest tree the bench tries (100,000 files).
+MAX_ENTRIES = 2_000_000
+MAX_PATH_BYTES = 256 << 20
+MAX_ERRORS = 100  # verification errors listed; the rest are counted
 
 
 @dataclass
@@ -59,11 +67,16 @@ class ScanResult:
 
 
 def _components(name: str) -> list[str]:
+    """A member name's components.  Refused: absolute names, ``..``, and any
+    name the writer never writes (empty, ``.`` or empty components), which
+    tars would each normalize in their own way."""
     if name.startswith("/"):
         raise UnsafeArchiveError(f"member {name!r} has an absolute name")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    parts = name.split("/")
     if ".." in parts:
         raise UnsafeArchiveError(f"member {name!r} contains '..'")
+    if "" in parts or "." in parts:
+        raise UnsafeArchiveError(f"member {name!r} is not a plain relative path (empty or '.' components)")
     return parts
 
 
@@ -99,19 +112,27 @@ def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> boo
 
 
 def _selected(includes: PatternList | None, parts: list[str], is_dir: bool, cache: dict) -> bool:
+    """Does --include select this path (it or a folder above it matches)?
+    Each folder's answer is computed once, from the nearest folder above
+    whose answer is known: linear in the name's length, not quadratic."""
     if includes is None:
         return True
-    for depth in range(1, len(parts) + 1):
-        sub = "/".join(parts[:depth])
-        d = depth < len(parts) or is_dir
-        key = (sub, d)
-        hit = cache.get(key)
-        if hit is None:
-            b = os.fsencode(sub)
-            hit = cache[key] = includes.excludes(b, os.fsencode(parts[depth - 1]), d)
-        if hit:
-            return True
-    return False
+    path = "/".join(parts)
+    todo = []
+    sub = path
+    hit = False
+    while (cut := sub.rfind("/")) >= 0:
+        sub = sub[:cut]
+        known = cache.get(sub)
+        if known is not None:
+            hit = known
+            break
+        todo.append(sub)
+    for sub in reversed(todo):
+        if not hit:
+            hit = includes.excludes(os.fsencode(sub), os.fsencode(sub.rpartition("/")[2]), True)
+        cache[sub] = hit
+    return bool(hit) or bool(includes.excludes(os.fsencode(path), os.fsencode(parts[-1]), is_dir))
 
 
 _SMALL = 4 << 20  # files up to this size are written by the pool
@@ -258,28 +279,73 @@ class _Scan:
         self.symlinks: list[tuple[str, str]] = []  # created last, after every file
         self.dir_modes: dict[str, int] = {}  # applied last, deepest first
         self.include_cache: dict = {}
+        # What this system can create: names and paths over its limits are
+        # reported now, not as a failed mkdir halfway through a restore.
+        where = dest if dest is not None else (os.path.dirname(os.path.abspath(archive)) or "/")
+        self.name_max = _pathconf(where, "PC_NAME_MAX", 255)
+        self.path_max = _pathconf(where, "PC_PATH_MAX", 4096)
+        self.prefix_len = len(os.fsencode(dest)) + 1 if dest is not None else 0
+        self.entries_left = MAX_ENTRIES
+        self.bytes_left = MAX_PATH_BYTES
         self.writers = _Writers() if dest is not None else None
 
-    def _ensure_parents(self, parts: list[str], member: str) -> None:
-        if len(parts) == 1 or self.kinds.get(member.rpartition("/")[0]) == "dir":
-            return  # a known directory's own parents were checked when it came
-        for depth in range(1, len(parts)):
-            sub = "/".join(parts[:depth])
-            kind = self.kinds.get(sub)
-            if kind is None:
-                self.kinds[sub] = "dir"
-                if self.dest is not None:
-                    os.mkdir(os.path.join(self.dest, sub), 0o700)
-            elif kind != "dir":
-                raise UnsafeArchiveError(f"member {member!r} would be written through the {kind} {sub!r}")
+    def _charge(self, entries: int, nbytes: int) -> None:
+        self.entries_left -= entries
+        self.bytes_left -= nbytes
+        if self.entries_left < 0 or self.bytes_left < 0:
+            raise IntegrityError(
+                f"{self.archive}: more than {MAX_ENTRIES:,} paths or {MAX_PATH_BYTES >> 20} MiB of path names "
+                "(the limit that keeps verification's memory bounded)"
+            )
+
+    def _restorable(self, path: str, parts: list[str], ti) -> None:
+        """Names and paths within this system's NAME_MAX and PATH_MAX."""
+        if path.isascii():
+            size, longest = len(path), max(map(len, parts))
+        else:
+            size = len(os.fsencode(path))
+            longest = max(len(os.fsencode(p)) for p in parts)
+        if longest > self.name_max:
+            raise IntegrityError(f"member {path!r} cannot be restored on this system: a name of {longest} bytes (the limit is {self.name_max})")
+        if self.prefix_len + size + 1 > self.path_max:
+            raise IntegrityError(f"member {path!r} cannot be restored on this system: a path of {size} bytes (the limit is {self.path_max - self.prefix_len - 1})")
+        if ti.issym() and len(os.fsencode(ti.linkname)) + 1 > self.path_max:
+            raise IntegrityError(f"symlink {path!r} cannot be restored on this system: a target of {len(os.fsencode(ti.linkname))} bytes")
+
+    def _ensure_parents(self, member: str) -> None:
+        """The folders above ``member`` are folders.  Only the nearest known
+        one is looked at (its own parents were checked when it came), and
+        the folders between are remembered: linear in the name's length."""
+        cut = member.rfind("/")
+        if cut < 0:
+            return
+        parent = member[:cut]
+        kind = self.kinds.get(parent)
+        if kind == "dir":
+            return
+        missing = []
+        while kind is None:
+            missing.append(parent)
+            cut = parent.rfind("/")
+            if cut < 0:
+                break
+            parent = parent[:cut]
+            kind = self.kinds.get(parent)
+        if kind is not None and kind != "dir":
+            raise UnsafeArchiveError(f"member {member!r} would be written through the {kind} {parent!r}")
+        self._charge(len(missing), sum(map(len, missing)))
+        for sub in reversed(missing):
+            self.kinds[sub] = "dir"
+            if self.dest is not None:
+                os.mkdir(os.path.join(self.dest, sub), 0o700)
 
     def member(self, ti, fobj) -> None:
         res, dest = self.res, self.dest
         res.members += 1
-        parts = _components(ti.name)
-        if not parts:
-            return
-        path = "/".join(parts)
+        path = ti.name
+        parts = _components(path)
+        self._restorable(path, parts, ti)
+        self._charge(1, len(path))
         if ti.ischr() or ti.isblk() or ti.isfifo():
             raise UnsafeArchiveError(f"member {path!r} is a device or FIFO")
         if not (ti.isreg() or ti.isdir() or ti.issym() or ti.islnk()):
@@ -294,9 +360,9 @@ class _Scan:
             except tarfile.FilterError as exc:
                 if not (ti.issym() and isinstance(exc, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError))):
                     raise UnsafeArchiveError(f"member {path!r} refused: {exc}") from None
-        self._ensure_parents(parts, path)
+        self._ensure_parents(path)
         previous = self.kinds.get(path)
-        if previous is not None and not (previous == "dir" and ti.isdir()):
+        if previous is not None and not (previous == "dir" and ti.isdir() and path not in res.actual):
             raise UnsafeArchiveError(f"member {path!r} appears twice in the archive")
         wanted = _selected(self.includes, parts, ti.isdir(), self.include_cache)
         full = os.path.join(dest, path) if dest is not None else None
@@ -378,10 +444,13 @@ class _Scan:
 
 def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], None] | None = None) -> None:
     """The manifest against what was read, one record at a time; ``stamp``
-    gets (path, type, mtime_ns) of each record whose type matches."""
-    errors = res.errors
+    gets (path, type, mtime_ns) of each record whose type matches.  Memory:
+    nothing per record beyond ``res.actual`` (the records are in strict path
+    order, so a count tells whether every member was listed), and at most
+    MAX_ERRORS messages."""
+    errors = _Errors(res.errors)
     actual = res.actual
-    seen: set[str] = set()
+    matched = 0
     project = hashlib.sha256()
     last = b""
     in_order = True
@@ -392,12 +461,12 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         if not isinstance(path, str):
             errors.append("manifest has an entry without a path")
             continue
-        seen.add(path)
         kind = rec.get("type")
         got = actual.get(path)
         if got is None:
             errors.append(f"member {path!r} is in the manifest but missing from the archive")
             continue
+        matched += 1
         gtype, gsize, gval = got
         if gtype != kind:
             errors.append(f"member {path!r} is a {gtype} in the archive but a {kind} in the manifest")
@@ -429,9 +498,15 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
             if gval != rec.get("target"):
                 errors.append(f"hard link {path!r} points to {gval!r}, the manifest says {rec.get('target')!r}")
             project.update(project_hash_line(bpath, res.sha256_of(gval) or ""))
-    if len(seen) != len(actual):
+    if matched != len(actual) or not in_order:
+        # Rare: a second pass finds the members no record lists.
+        listed = set()
+        for rec in iter_manifest(manifest):
+            path = rec.get("path")
+            if path in actual:
+                listed.add(path)
         for path in actual:
-            if path not in seen:
+            if path not in listed:
                 errors.append(f"member {path!r} is in the archive but not in the manifest")
     meta = res.metadata or {}
     if not in_order and not errors:
@@ -443,6 +518,29 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         n = sum(1 for t, _s, _v in actual.values() if t != "dir")
         if n != meta["total_files"]:
             errors.append(f"the metadata counts {meta['total_files']} files, the archive {n}")
+    errors.close()
+
+
+class _Errors:
+    """Appends to a list of errors, at most MAX_ERRORS of them; ``close()``
+    says how many more there were."""
+
+    def __init__(self, target: list[str]):
+        self._target = target
+        self._more = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._target)
+
+    def append(self, message: str) -> None:
+        if len(self._target) < MAX_ERRORS:
+            self._target.append(message)
+        else:
+            self._more += 1
+
+    def close(self) -> None:
+        if self._more:
+            self._target.append(f"... and {self._more} more errors")
 
 
 def _finish(res, dest, later: list, symlinks, dir_modes, allow_outside_links) -> None:
@@ -464,6 +562,14 @@ def _finish(res, dest, later: list, symlinks, dir_modes, allow_outside_links) ->
             _set_time(dest, path, ns)
     for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
         os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
+
+
+def _pathconf(where: str, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(where, name)
+    except (OSError, ValueError):
+        return default
+    return value if value > 0 else default
 
 
 def _set_time(dest: str, path: str, ns: int) -> None:

@@ -40,7 +40,9 @@ def base256(n: int, width: int = 12) -> bytes:
 
 def header_block(name: bytes, type_: bytes, *, mode: int = 0o644, size_field: bytes | None = None, size: int = 0,
                  mtime: int = MTIME, linkname: bytes = b"", uid: int = 0, gid: int = 0, magic: bytes = GNU_MAGIC,
-                 mtime_field: bytes | None = None) -> bytes:
+                 mtime_field: bytes | None = None, patch: dict[int, bytes] | None = None) -> bytes:
+    """One 512-byte header; ``patch`` ({offset: bytes}) overwrites raw bytes
+    before the checksum is computed (the checksum itself with offset 148)."""
     buf = bytearray(BLOCK)
     buf[0:100] = name[:100].ljust(100, b"\0")
     buf[100:108] = octal(mode, 8)
@@ -52,7 +54,11 @@ def header_block(name: bytes, type_: bytes, *, mode: int = 0o644, size_field: by
     buf[156:157] = type_
     buf[157:257] = linkname[:100].ljust(100, b"\0")
     buf[257:265] = magic
-    buf[148:156] = b"%06o\0 " % sum(buf)
+    patch = dict(patch or {})
+    chksum = patch.pop(148, None)
+    for at, raw_bytes in patch.items():
+        buf[at : at + len(raw_bytes)] = raw_bytes
+    buf[148:156] = chksum if chksum is not None else b"%06o\0 " % sum(buf)
     return bytes(buf)
 
 
@@ -79,6 +85,8 @@ class M:
     record: dict | None | bool = None
     long_names: bool = True  # GNU long-name records for names over 100 bytes
     raw: bytes | None = None  # the whole member as given, nothing derived
+    patch: dict | None = None  # raw header bytes {offset: bytes}, set before the checksum
+    before: bytes = b""  # hand-made bytes right before the header (an extra record, say), part of the structure
 
     def header_bytes(self) -> bytes:
         bname = os.fsencode(self.name)
@@ -89,8 +97,8 @@ class M:
         if self.long_names and len(bname) > 100:
             out += header_block(b"././@LongLink", LONGNAME, mode=0, size=len(bname) + 1, mtime=0) + bname + b"\0" + padding(len(bname) + 1)
         size = self.size if self.size is not None else (len(self.data) if self.type == REGTYPE else 0)
-        return out + header_block(bname, self.type, mode=self.mode, size=size, size_field=self.size_field,
-                                  mtime=self.mtime, linkname=blink, mtime_field=self.mtime_field)
+        return self.before + out + header_block(bname, self.type, mode=self.mode, size=size, size_field=self.size_field,
+                                                mtime=self.mtime, linkname=blink, mtime_field=self.mtime_field, patch=self.patch)
 
 
 def file(name, data=b"", **kw) -> M:
@@ -163,7 +171,7 @@ def forge(path, members: list[M], *, compression: str = "none", records: list[di
         out += m.data
         pad = padding(len(m.data))
         out += pad
-        if m.type == REGTYPE:
+        if m.type in (REGTYPE, b"\0", b"7"):
             structure.update(pad)  # a regular member's padding is structure; other types' bytes are skipped unread
             files[m.name] = (len(m.data), hashlib.sha256(m.data).hexdigest())
         rec = _record(m, files)
@@ -240,3 +248,25 @@ def compress(tar: bytes, compression: str) -> bytes:
         frame = zstandard.ZstdCompressor(write_checksum=True).compress(tar)
         return frame + ZSTD_SEAL_MAGIC + hashlib.sha256(frame).digest()
     raise ValueError(compression)
+
+
+def long_record(kind: bytes, payload: bytes, *, size: int | None = None, size_field: bytes | None = None) -> bytes:
+    """A GNU long-name (``L``) or long-link (``K``) record as given: the
+    payload is taken as it is (add the NUL yourself), ``size``/``size_field``
+    may lie about it."""
+    head = header_block(b"././@LongLink", kind, mode=0, size=len(payload) if size is None else size, mtime=0, size_field=size_field)
+    return head + payload + padding(len(payload))
+
+
+def gzip_sealed(chunks) -> bytes:
+    """gzip of the concatenated ``chunks`` (an iterable, so a large stream
+    never has to be in memory whole), with the toolkit's FEXTRA seal."""
+    co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    crc, length, body = 0, 0, bytearray()
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+        length += len(chunk)
+        body += co.compress(chunk)
+    body += co.flush()
+    body += (crc & 0xFFFFFFFF).to_bytes(4, "little") + (length & 0xFFFFFFFF).to_bytes(4, "little")
+    return GZIP_PREFIX + hashlib.sha256(body).digest() + bytes(body)

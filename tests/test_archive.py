@@ -308,3 +308,56 @@ def test_gnu_tar_restores_folder_times(tmp_path, compression):
     subprocess.run(["tar", *(["-z"] if compression == "gz" else []), "-xf", res.backup_path, "-C", str(out)], check=True)
     got = {d: int((out / d).stat().st_mtime) for d in dirs}
     assert got == {d: 1_500_000_000 + i * 1000 for i, d in enumerate(dirs)}
+
+
+def test_strict_headers_read_every_header_the_writer_writes_like_tarfile():
+    """The parser takes the writer's headers (octal or GNU base-256, long
+    names, negative times) and reads each field as tarfile does."""
+    import random
+
+    from backup_lib.archive.tar import header as _header
+    from backup_lib.archive.tar import parse_header as _parse
+
+    rng = random.Random(11)
+    for i in range(2000):
+        kind = rng.choice([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE])
+        name = rng.choice(["a", "d" * 99, "é" * 30, "x/" * 70 + "y", "bad\udcffname"]) + str(i)
+        size = rng.choice([0, 1, 8**11 - 1, 8**11, 2**40]) if kind == tarfile.REGTYPE else 0
+        mtime = rng.choice([0, 1_700_000_000, 8**11, -1, -(2**40)])
+        uid, gid = rng.choice([0, 1000, 8**7 - 1, 8**7, 2**32 - 1]), rng.choice([0, 8**7])
+        link = rng.choice(["t", "z" * 150]) if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+        buf = _header(name, kind, mode=0o4755, size=size, mtime=mtime, uid=uid, gid=gid, linkname=link)
+        main = buf[-512:]
+        got = _parse(main)
+        ti = tarfile.TarInfo.frombuf(main, "utf-8", "surrogateescape")
+        assert (got.type, got.mode, got.uid, got.gid, got.size, got.mtime) == (ti.type, ti.mode, ti.uid, ti.gid, ti.size, ti.mtime)
+        if len(buf) == 512:
+            assert (got.name, got.linkname) == (ti.name + ("/" if kind == tarfile.DIRTYPE else ""), ti.linkname)
+
+
+@pytest.mark.parametrize("patch, kind", [
+    ({148: b"0000000\0"}, "checksum"),  # the checksum in a form the writer never uses
+    ({257: b"ustar\x0000"}, "format"),  # POSIX magic: a name prefix would count
+    ({345: b"x"}, "format"),  # tarfile reads these bytes as a name prefix even under GNU magic
+    ({265: b"root"}, "format"),  # GNU tar, as root, takes the owner from here
+    ({156: b"x"}, "format"),
+    ({100: b"0000644 "}, "format"),  # octal closed by a space: fine for tar, never written
+    ({100: b"0100644\0"}, "format"),  # file-type bits in the mode: never written
+    ({124: b"\xff" + bytes(11)}, "value"),  # a negative size
+    ({108: b"\xff" * 8}, "value"),  # a negative owner
+    ({136: b"\x80" + b"\xff" * 11}, "value"),  # a time beyond GNU tar's time_t
+])
+def test_strict_header_refusals(patch, kind):
+    from backup_lib.archive.tar import HeaderError
+    from backup_lib.archive.tar import header as _header
+    from backup_lib.archive.tar import parse_header as _parse
+
+    block = bytearray(_header("a", tarfile.REGTYPE, mode=0o644, size=1, mtime=1))
+    for at, raw in patch.items():
+        block[at : at + len(raw)] = raw
+    if 148 not in patch:
+        block[148:156] = b"        "
+        block[148:156] = b"%06o\0 " % sum(block)
+    with pytest.raises(HeaderError) as info:
+        _parse(bytes(block))
+    assert info.value.kind == kind

@@ -7,18 +7,30 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from typing import Iterator
 
-from ..errors import IntegrityError, NotABackupError, NotFoundError
+from ..errors import IntegrityError, NotABackupError, NotFoundError, UnsafeArchiveError
 from .manifest import MANIFEST_NAME, METADATA_NAME, TOOL_MEMBERS, parse_metadata
 from .seals import metadata_header, seal_ok
 from .streams import CHUNK, SealedFile, detect_compression, open_decompressed
-from .tar import BLOCK, DATA_TYPES, ZERO_BLOCK, Member, padded, parse_header
+from .tar import BLOCK, DEVICE_TYPES, LONG_TYPES, ZERO_BLOCK, HeaderError, Member, padded, parse_header
 
-__all__ = ["ArchiveReader", "Source", "SmallData"]
+__all__ = ["ArchiveReader", "Source", "SmallData", "MANIFEST_LIMIT", "METADATA_LIMIT", "LONG_NAME_LIMIT"]
 
-_TOOL_BUFFER_LIMIT = 512 << 20
+# What the reader holds in memory at most, whatever the input.  The
+# manifest takes about 200 bytes an entry (20 MB for 100,000 files), so
+# 512 MiB is about 2.5 million entries; the metadata is a few kB, more only
+# with long lists of skipped or changed files.  A member named like the
+# tool's own but larger is streamed as the project's own file.
+MANIFEST_LIMIT = 512 << 20
+METADATA_LIMIT = 64 << 20
+# A name or link target in a GNU long-name record, in bytes: above every
+# PATH_MAX (4096 on Linux); whether a name fits this system is checked later.
+LONG_NAME_LIMIT = 8192
+_FORMAT = {"gz": "gzip", "zst": "zstd"}
+_KIND = {tarfile.REGTYPE: "file", tarfile.DIRTYPE: "directory", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link"}
 
 
 class Source:
@@ -140,6 +152,7 @@ class ArchiveReader:
         self.manifest_bytes: bytes | None = None
         self.problems: list[str] = []
         self._sealed: SealedFile | None = None
+        self._size: int | None = None  # the tar stream's length, when known (uncompressed)
 
     def _open(self):
         try:
@@ -147,7 +160,10 @@ class ArchiveReader:
                 self._sealed = SealedFile(self.path, self.compression)
                 if self._sealed.expected is None:
                     raise IntegrityError(f"{self.path}: the {self.compression} seal is missing or damaged (not written by this toolkit, or altered)")
-            return open_decompressed(self.path, self.compression, self._sealed)
+            stream = open_decompressed(self.path, self.compression, self._sealed)
+            if self.compression == "none":
+                self._size = os.fstat(stream.fileno()).st_size
+            return stream
         except OSError as exc:
             raise NotFoundError(f"{self.path}: {exc.strerror or exc}") from None
 
@@ -171,53 +187,40 @@ class ArchiveReader:
                 self._sealed.close()
 
     def _members(self, src: Source):
+        """Each member once, in order.  Memory stays bounded whatever the
+        input: member data streams (or comes in one piece of at most CHUNK),
+        and of the members named like the tool's own at most the last two
+        are held, within MANIFEST_LIMIT and METADATA_LIMIT."""
         structure = hashlib.sha256()
-        queue: list[tuple[Member, bytes, object, bytes]] = []  # member, data, structure before, header
+        held: list[tuple[Member, bytes, object, bytes]] = []  # member, data, structure before, header
+        oversized = None  # the last member, when it was named like a tool member but too large to be one
+        first = True
         while True:
-            block = src.read(BLOCK)
+            block = src.read(BLOCK) if not first else self._first_block(src)
             if block == ZERO_BLOCK:
                 break
-            headers = [block]
-            ti = parse_header(block)
-            longname = longlink = None
-            while ti.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
-                if ti.size > 1 << 20:
-                    raise IntegrityError(f"{self.path}: implausible long-name header")
-                data = src.read(padded(ti.size))
-                headers.append(data)
-                value = data[: ti.size].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                if ti.type == tarfile.GNUTYPE_LONGNAME:
-                    longname = value
-                else:
-                    longlink = value
-                block = src.read(BLOCK)
-                headers.append(block)
-                ti = parse_header(block)
-            if longname is not None:
-                ti.name = longname
-            if longlink is not None:
-                ti.linkname = longlink
-            if ti.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_SPARSE):
-                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (member {ti.name!r} uses a tar extension it never writes)")
-            header = headers[0] if len(headers) == 1 else b"".join(headers)
-            has_data = ti.type in DATA_TYPES
+            ti, header = self._header(src, block, first)
+            first = False
             name = ti.name
-            if name[-1:] == "/":
-                if ti.type != tarfile.DIRTYPE:
-                    raise IntegrityError(f"{self.path}: member {name!r} has a trailing slash")
-                ti.name = name = name.rstrip("/")
-            size = ti.size if has_data else 0
-            if has_data and name in TOOL_MEMBERS and size <= _TOOL_BUFFER_LIMIT:
-                before = structure.copy()
-                structure.update(header)
-                data = src.read(size)
-                self._padding(src, size, structure)
-                queue.append((ti, data, before, header))
-                continue
+            size = ti.size
+            has_data = ti.type == tarfile.REGTYPE
+            # A manifest too large to hold, and the metadata after it.
+            oversized = oversized if oversized and oversized[0] == MANIFEST_NAME and name == METADATA_NAME else None
+            if has_data and name in TOOL_MEMBERS:
+                limit = MANIFEST_LIMIT if name == MANIFEST_NAME else METADATA_LIMIT
+                if size <= limit and (name == MANIFEST_NAME or (len(held) == 1 and held[0][0].name == MANIFEST_NAME)):
+                    if name == MANIFEST_NAME:
+                        yield from self._release(held)
+                    before = structure.copy()
+                    structure.update(header)
+                    data = src.read(size)
+                    self._padding(src, size, structure)
+                    held.append((ti, data, before, header))
+                    continue
+                if size > limit and oversized is None:
+                    oversized = (name, size, limit)
             structure.update(header)
-            for qti, qdata, _b, _h in queue:
-                yield qti, SmallData(qdata)
-            queue.clear()
+            yield from self._release(held)
             if has_data and size <= CHUNK:
                 piece = src.read(padded(size))  # data and padding in one piece
                 if len(piece) > size:
@@ -230,8 +233,6 @@ class ArchiveReader:
                 member.drain()
                 self._padding(src, size, structure)
             else:
-                if ti.size and ti.type not in (tarfile.LNKTYPE,):
-                    src.read(padded(ti.size))  # device etc.: the caller refuses it
                 yield ti, None
         # End of archive: a second zero block, then only zeros to EOF.
         if src.read(BLOCK) != ZERO_BLOCK:
@@ -246,16 +247,108 @@ class ArchiveReader:
             self._sealed.drain()
             if not self._sealed.ok:
                 raise IntegrityError(f"{self.path}: the compressed file does not match its seal (bytes were altered)")
-        names = [ti.name for ti, *_ in queue]
-        if len(queue) >= 2 and names[-2:] == list(TOOL_MEMBERS):
-            for qti, qdata, _b, _h in queue[:-2]:
-                yield qti, SmallData(qdata)
-            self.manifest_bytes = queue[-2][1]
-            meta_ti, self.metadata_bytes, meta_before, meta_header = queue[-1]
+        if [ti.name for ti, *_ in held] == list(TOOL_MEMBERS):
+            self.manifest_bytes = held[0][1]
+            meta_ti, self.metadata_bytes, meta_before, meta_header = held[1]
             self._check_seals(meta_ti, meta_before, meta_header)
-        else:
-            for qti, qdata, _b, _h in queue:
-                yield qti, SmallData(qdata)
+            return
+        yield from self._release(held)
+        if oversized is not None:
+            name, size, limit = oversized
+            raise IntegrityError(f"{self.path}: its member {name!r} has {size:,} bytes, over the reader's limit of {limit:,} for the toolkit's own members")
+
+    @staticmethod
+    def _release(held: list):
+        """Members held as possibly the tool's own turned out to be the
+        project's: hand them on."""
+        for ti, data, _before, _header in held:
+            yield ti, SmallData(data)
+        held.clear()
+
+    def _first_block(self, src: Source) -> bytes:
+        """The first header: a file that is not a tar at all says so."""
+        try:
+            block = src.read(BLOCK)
+        except IntegrityError:
+            if self.compression == "none":
+                raise NotABackupError(f"{self.path}: not a gzip, zstd or tar archive") from None
+            raise
+        return block
+
+    def _parse(self, src: Source, block: bytes, first: bool) -> Member:
+        try:
+            return parse_header(block)
+        except HeaderError as exc:
+            if first and exc.kind == "checksum" and self.compression == "none":
+                raise NotABackupError(f"{self.path}: not a gzip, zstd or tar archive") from None
+            if first and exc.kind == "checksum":
+                raise NotABackupError(f"{self.path}: its {_FORMAT[self.compression]} data is not a tar archive") from None
+            at = src.offset - BLOCK
+            if exc.kind == "format":
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit ({exc}, at byte {at} of the tar stream)") from None
+            raise IntegrityError(f"{self.path}: damaged tar header ({exc}, at byte {at} of the tar stream)") from None
+
+    def _header(self, src: Source, block: bytes, first: bool) -> tuple[Member, bytes]:
+        """One member's header: its own block and any GNU long-name (``L``)
+        and long-link (``K``) records before it, at most one of each.  Every
+        size is checked before anything is read, so every read moves on."""
+        ti = self._parse(src, block, first)
+        headers = [block]
+        longname = longlink = None
+        while ti.type in LONG_TYPES:
+            is_name = ti.type == tarfile.GNUTYPE_LONGNAME
+            what = "long-name" if is_name else "long-link"
+            if (longname if is_name else longlink) is not None:
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (two {what} records for one member)")
+            if not 2 <= ti.size <= LONG_NAME_LIMIT + 1:
+                raise IntegrityError(f"{self.path}: a {what} record of {ti.size} bytes (the limit is {LONG_NAME_LIMIT + 1})")
+            data = src.read(padded(ti.size))
+            value = data[: ti.size]
+            if value.find(b"\0") != ti.size - 1:
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (a {what} record with a NUL inside or none at its end)")
+            if data.count(0, ti.size) != len(data) - ti.size:
+                raise IntegrityError(f"{self.path}: damaged padding after a {what} record (byte {src.offset - len(data) + ti.size})")
+            text = value[:-1].decode("utf-8", "surrogateescape")
+            if is_name:
+                longname = text
+            else:
+                longlink = text
+            headers.append(data)
+            block = src.read(BLOCK)
+            if block == ZERO_BLOCK:
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (a {what} record with no member after it)")
+            headers.append(block)
+            ti = self._parse(src, block, False)
+        if longname is not None:
+            ti.name = longname
+        if longlink is not None:
+            ti.linkname = longlink
+        self._check_member(src, ti, longlink is not None)
+        return ti, headers[0] if len(headers) == 1 else b"".join(headers)
+
+    def _check_member(self, src: Source, ti: Member, longlink: bool) -> None:
+        """What every tar must read the same way: the type, a size that
+        data follows only for files, the name's trailing slash."""
+        kind = ti.type
+        name = ti.name
+        if kind in DEVICE_TYPES:
+            raise UnsafeArchiveError(f"{self.path}: member {name!r} is a device or FIFO")
+        if ti.size and kind != tarfile.REGTYPE:
+            # GNU tar and tarfile read whatever follows as further members.
+            raise IntegrityError(f"{self.path}: member {name!r} is a {_KIND[kind]} with a size of {ti.size} bytes (only files have data)")
+        if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            if not ti.linkname:
+                raise IntegrityError(f"{self.path}: member {name!r} is a {_KIND[kind]} with an empty target")
+        elif ti.linkname or longlink:
+            raise NotABackupError(f"{self.path}: not a backup made by this toolkit (member {name!r} is a {_KIND[kind]} with a link target)")
+        if kind == tarfile.DIRTYPE:
+            if name[-1:] != "/" or name[-2:] == "//":
+                raise NotABackupError(f"{self.path}: not a backup made by this toolkit (directory {name!r} does not end in exactly one '/')")
+            ti.name = name[:-1]
+        elif name[-1:] == "/":
+            raise IntegrityError(f"{self.path}: member {name!r} has a trailing slash")
+        if self._size is not None and kind == tarfile.REGTYPE and src.offset + ti.size > self._size:
+            raise IntegrityError(f"{self.path}: member {name!r} claims {ti.size} bytes, past the end of the archive (archive is truncated)")
 
     def _padding(self, src: Source, size: int, structure) -> None:
         if size % BLOCK:

@@ -259,42 +259,100 @@ def open_decompressed(path: str, compression: str, sealed: "SealedFile | None"):
     return open(path, "rb", buffering=CHUNK)
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_BLOCK_MAX = 128 << 10  # no zstd block holds more (RFC 8878, Block_Maximum_Size)
+_ZSTD_BLOCKS = 32  # blocks handed to the decompressor at once: at most 4 MiB out
+
+
 class _ZstdReader(io.RawIOBase):
-    """zstd frames, decoded; unlike zstandard's stream_reader, a frame cut
-    short is an error, not a quiet end of file."""
+    """One zstd frame, decoded; unlike zstandard's stream_reader, a frame cut
+    short is an error, not a quiet end of file.
+
+    The decompressor returns everything a piece of input makes, and a zstd
+    block of 4 bytes can make 128 KiB: a 1 MiB read could have become 32 GB.
+    So the frame's block headers are read here and the decompressor gets at
+    most _ZSTD_BLOCKS blocks at a time; memory stays bounded whatever the
+    ratio."""
 
     def __init__(self, fh):
         import zstandard
 
         self._fh = fh
         self._dobj = zstandard.ZstdDecompressor().decompressobj()
-        self._buf = b""
+        self._in = bytearray()  # compressed bytes read and not yet decompressed
+        self._state = "header"  # then "block", "checksum", "done"
+        self._checksum = False
+        self._buf = memoryview(b"")  # decompressed, handed out from _off on
+        self._off = 0
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:
-        while not self._buf and not self._eof:
-            chunk = self._fh.read(CHUNK)
+    def _have(self, n: int) -> None:
+        """At least ``n`` compressed bytes at hand (the frame must hold them)."""
+        while len(self._in) < n:
+            chunk = self._fh.read(max(CHUNK, n - len(self._in)))
             if not chunk:
+                raise EOFError("zstd frame is truncated")
+            self._in += chunk
+
+    def _piece(self) -> bytes:
+        """The next compressed bytes, up to _ZSTD_BLOCKS whole blocks."""
+        end = blocks = 0
+        while blocks < _ZSTD_BLOCKS and self._state != "done":
+            if self._state == "header":
+                self._have(5)
+                if self._in[:4] != _ZSTD_MAGIC:
+                    raise ValueError("not a zstd frame")
+                fhd = self._in[4]
+                if fhd & 0x08:
+                    raise ValueError("zstd frame header has its reserved bit set")
+                single = fhd & 0x20
+                fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
+                end = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
+                self._checksum = bool(fhd & 0x04)
+                self._state = "block"
+            elif self._state == "block":
+                self._have(end + 3)
+                head = int.from_bytes(self._in[end : end + 3], "little")
+                kind, size = (head >> 1) & 3, head >> 3
+                if kind == 3 or size > _ZSTD_BLOCK_MAX:
+                    raise ValueError("corrupt zstd block header")
+                end += 3 + (1 if kind == 1 else size)  # an RLE block holds one byte
+                blocks += 1
+                if head & 1:  # the last block
+                    self._state = "checksum" if self._checksum else "done"
+            else:
+                end += 4
+                self._state = "done"
+        self._have(end)
+        piece = bytes(self._in[:end])
+        del self._in[:end]
+        return piece
+
+    def _rest_is_zeros(self) -> None:
+        if self._in.count(0) != len(self._in):
+            raise ValueError("data after the end of the zstd frame")
+        while chunk := self._fh.read(CHUNK):
+            if chunk.count(0) != len(chunk):
+                raise ValueError("data after the end of the zstd frame")
+
+    def readinto(self, b) -> int:
+        while self._off >= len(self._buf) and not self._eof:
+            if self._state == "done":
                 if not self._dobj.eof:
-                    raise EOFError("zstd frame is truncated")
+                    raise ValueError("zstd frame is corrupt")
+                self._rest_is_zeros()
                 self._eof = True
                 break
-            if self._dobj.eof:
-                if chunk.strip(b"\0"):
-                    raise ValueError("data after the end of the zstd frame")
-                continue
-            self._buf = self._dobj.decompress(chunk)
-            if self._dobj.eof and self._dobj.unused_data.strip(b"\0"):
-                raise ValueError("data after the end of the zstd frame")
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+            self._buf = memoryview(self._dobj.decompress(self._piece()))
+            self._off = 0
+        n = min(len(b), len(self._buf) - self._off)
+        b[:n] = self._buf[self._off : self._off + n]
+        self._off += n
         return n
 
     def close(self) -> None:
         self._fh.close()
         super().close()
-

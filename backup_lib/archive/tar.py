@@ -5,13 +5,17 @@ order is :func:`backup_lib.selection.tree_key`."""
 
 from __future__ import annotations
 
+import re
 import tarfile
 
-__all__ = ["BLOCK", "ZERO_BLOCK", "DATA_TYPES", "Member", "header", "parse_header", "number", "pad", "padded"]
+__all__ = [
+    "BLOCK", "ZERO_BLOCK", "DATA_TYPES", "MEMBER_TYPES", "LONG_TYPES", "DEVICE_TYPES", "MAX_SIZE", "HeaderError",
+    "Member", "header", "parse_header", "number", "strict_number", "pad", "padded",
+]
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
-DATA_TYPES = frozenset(tarfile.REGULAR_TYPES)
+DATA_TYPES = frozenset((tarfile.REGTYPE,))  # the only type with data the toolkit writes or reads
 _NUL = b"\0"
 _GNU_MAGIC = b"ustar  \0"
 
@@ -82,6 +86,34 @@ def header(name: str, kind: bytes, *, mode: int, size: int = 0, mtime: int = 0, 
 
 
 # ---------------------------------------------------------------- reading
+#
+# Strict: a header must be one the writer could have written.  Anything
+# else could mean something different to GNU tar or to Python's tarfile
+# than to this reader (a ustar prefix, a field GNU tar reads as the owner's
+# name, a number in a form one of them parses otherwise), so it is refused
+# rather than interpreted.
+
+MEMBER_TYPES = frozenset((tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE))
+LONG_TYPES = frozenset((tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK))
+DEVICE_TYPES = frozenset((tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE))
+_KNOWN_TYPES = MEMBER_TYPES | LONG_TYPES | DEVICE_TYPES
+_ZERO_TAIL = bytes(BLOCK - 265)  # uname, gname, device numbers, GNU's extra fields: never written
+_OCTAL_DIGITS = b"01234567"
+# mode, uid, gid, size, mtime and the checksum as the writer formats them
+# when they fit in octal (base-256 takes the slower way).
+_COMMON = re.compile(rb"[0-7]{7}\0[0-7]{7}\0[0-7]{7}\0[0-7]{11}\0[0-7]{11}\0[0-7]{6}\0 ")
+MAX_SIZE = (1 << 63) - 1  # GNU tar's off_t
+_MAX_ID = (1 << 32) - 1  # its uid_t and gid_t
+
+
+class HeaderError(ValueError):
+    """A header that this toolkit's writer cannot have written.  ``kind``:
+    "checksum" (not a tar header at all), "format" (a tar header in a format
+    or with fields the toolkit never writes) or "value"."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
 
 
 class Member:
@@ -120,6 +152,7 @@ class Member:
 
 
 def number(field: bytes) -> int:
+    """A numeric field as tarfile reads it (lenient; see :func:`strict_number`)."""
     if field[-1:] == _NUL:  # the common case: octal digits and a NUL
         try:
             return int(field[:-1], 8)
@@ -132,34 +165,69 @@ def number(field: bytes) -> int:
     return int(text, 8) if text else 0
 
 
+def strict_number(field: bytes, what: str, signed: bool = True) -> int:
+    """A numeric field in one of the two forms the writer uses: every byte
+    but the last an octal digit and a NUL last, or GNU base-256 (0x80, or
+    0xff for a negative number when ``signed``).  GNU tar and tarfile read
+    both the same; the forms they differ on (spaces, signs, base-64, junk
+    after the digits) are refused."""
+    head = field[0]
+    if head == 0x80 or head == 0xFF:
+        if head == 0xFF and not signed:
+            raise HeaderError("value", f"a negative {what}")
+        n = int.from_bytes(field[1:], "big")
+        return n - (1 << (8 * (len(field) - 1))) if head == 0xFF else n
+    if field[-1] != 0 or field[:-1].translate(None, _OCTAL_DIGITS):
+        raise HeaderError("format", f"a {what} field in a form it never writes ({bytes(field)!r})")
+    return int(field[:-1], 8)
+
+
 def parse_header(block: bytes) -> Member:
-    """One 512-byte header; the checksum must match (any bit flip fails)."""
+    """One 512-byte header, exactly as the writer writes them: the checksum
+    must match (any bit flip fails), the magic must be GNU's, the fields
+    after the magic must be empty and every number in the writer's form."""
     if len(block) != BLOCK:
-        raise tarfile.TruncatedHeaderError("truncated header")
-    try:
-        stored = number(block[148:156])
-    except ValueError:
-        raise tarfile.InvalidHeaderError("bad checksum field") from None
-    unsigned = sum(block) - sum(block[148:156]) + 256
-    if stored != unsigned:
-        raise tarfile.InvalidHeaderError("bad checksum")
+        raise HeaderError("value", "truncated header")
+    fast = _COMMON.fullmatch(block, 100, 156)  # every number in octal: one match for all
+    if fast is None:
+        chk = block[148:156]
+        if chk[6:] != b"\0 " or chk[:6].translate(None, _OCTAL_DIGITS):
+            raise HeaderError("checksum", "bad checksum field")
+    if int(block[148:154], 8) != sum(block) - sum(block[148:156]) + 256:
+        raise HeaderError("checksum", "bad checksum")
+    if block[257:265] != _GNU_MAGIC:
+        raise HeaderError("format", "a tar header not in GNU format")
     m = Member()
-    try:
-        m.mode = number(block[100:108])
-        m.uid = number(block[108:116])
-        m.gid = number(block[116:124])
-        m.size = number(block[124:136])
-        m.mtime = number(block[136:148])
-    except ValueError:
-        raise tarfile.InvalidHeaderError("bad number field") from None
-    m.type = block[156:157] or tarfile.REGTYPE
-    if m.type == b"\0":
-        m.type = tarfile.REGTYPE
-    name = block[0:100].split(b"\0", 1)[0]
-    if block[257:265] == b"ustar\x0000":  # POSIX ustar: a name prefix
-        prefix = block[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    m.name = name.decode("utf-8", "surrogateescape")
+    m.type = block[156:157]
+    if m.type not in _KNOWN_TYPES:
+        raise HeaderError("format", f"a member of tar type {m.type.decode('latin-1')!r}")
+    if block[265:] != _ZERO_TAIL and m.type not in DEVICE_TYPES:  # a device is refused by name, later
+        raise HeaderError("format", "owner names, device numbers or a name prefix in a tar header")
+    if fast is not None:
+        m.mode = mode = int(block[100:107], 8)
+        if mode > 0o7777:  # file-type bits: tarfile and the writer never write them
+            raise HeaderError("format", f"a mode of {mode:o}")
+        m.uid = int(block[108:115], 8)
+        m.gid = int(block[116:123], 8)
+        m.size = int(block[124:135], 8)
+        m.mtime = int(block[136:147], 8)
+    else:
+        if block[100] & 0x80:
+            raise HeaderError("format", "a mode in base-256")
+        m.mode = strict_number(block[100:108], "mode", False)
+        if m.mode > 0o7777:
+            raise HeaderError("format", f"a mode of {m.mode:o}")
+        m.uid = strict_number(block[108:116], "uid", False)
+        m.gid = strict_number(block[116:124], "gid", False)
+        m.size = strict_number(block[124:136], "size", False)
+        m.mtime = strict_number(block[136:148], "mtime")
+        # Where GNU tar stops with an error (its off_t, uid_t and time_t).
+        if m.size > MAX_SIZE:
+            raise HeaderError("value", f"a size of {m.size} bytes, more than any tar can read")
+        if m.uid > _MAX_ID or m.gid > _MAX_ID:
+            raise HeaderError("value", f"an owner id out of range ({m.uid}, {m.gid})")
+        if not -MAX_SIZE <= m.mtime <= MAX_SIZE:
+            raise HeaderError("value", f"a time out of range ({m.mtime})")
+    m.name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     m.linkname = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
     return m
