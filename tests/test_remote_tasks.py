@@ -9,7 +9,9 @@ import pytest
 import s3server
 from conftest import write_tree
 from helpers import run_cli
-from s3server import bucket, s3_env  # noqa: F401  (fixtures)
+
+s3_env = s3server.s3_env
+bucket = s3server.bucket
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def proj(tmp_path):
 
 
 @pytest.fixture
-def remotes(tmp_path, bucket, monkeypatch):  # noqa: F811
+def remotes(tmp_path, bucket, monkeypatch):
     nas = tmp_path / "nas"
     nas.mkdir()
     conf = tmp_path / "remotes.yaml"
@@ -36,7 +38,7 @@ def cli(*args):
     return run_cli(list(args))
 
 
-def test_create_push_list_info_verify_pull_round_trip(proj, tmp_path, remotes, bucket):  # noqa: F811
+def test_create_push_list_info_verify_pull_round_trip(proj, tmp_path, remotes, bucket):
     code, out, err = cli("backup.create", "-p", str(proj), "--push", "offsite", "--push", "nas", "--json")
     assert code == 0, err
     made = json.loads(out)
@@ -65,7 +67,7 @@ def test_create_push_list_info_verify_pull_round_trip(proj, tmp_path, remotes, b
     assert (tmp_path / "restored" / "data" / "big.bin").read_bytes() == (proj / "data" / "big.bin").read_bytes()
 
 
-def test_an_object_altered_on_the_server_fails_verify(proj, remotes, bucket):  # noqa: F811
+def test_an_object_altered_on_the_server_fails_verify(proj, remotes, bucket):
     code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--json")
     assert code == 0, err
     key = next(k for k in s3server.keys(bucket) if k.endswith(".tar.gz"))
@@ -74,7 +76,7 @@ def test_an_object_altered_on_the_server_fails_verify(proj, remotes, bucket):  #
     assert code == 4 and json.loads(out)[0]["ok"] is False
 
 
-def test_a_push_that_fails_keeps_the_local_backup_and_exits_1(proj, tmp_path, s3_env, monkeypatch):  # noqa: F811
+def test_a_push_that_fails_keeps_the_local_backup_and_exits_1(proj, tmp_path, s3_env, monkeypatch):
     conf = tmp_path / "dead.yaml"
     conf.write_text(f"remotes:\n  dead: {{url: 's3://b/x', endpoint_url: 'http://127.0.0.1:{s3server.free_port()}', max_attempts: 1}}\n")
     monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
@@ -102,7 +104,7 @@ def test_remote_choice_and_bad_config(proj, remotes, tmp_path, monkeypatch):
     assert code == 2 and "no remotes configured" in err
 
 
-def test_db_push_pull_and_remote_cleanup_keep_chains(proj, tmp_path, remotes, bucket):  # noqa: F811
+def test_db_push_pull_and_remote_cleanup_keep_chains(proj, tmp_path, remotes, bucket):
     import sqlite3
 
     db = proj / "shop.db"
