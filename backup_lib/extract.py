@@ -222,14 +222,18 @@ def scan_archive(
     includes: PatternList | None = None,
     allow_outside_links: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    identity_file: str | None = None,
+    stream=None,
 ) -> ScanResult:
     """Verify ``archive``; with ``dest`` (a new empty directory) also extract.
+    ``identity_file`` opens an encrypted archive; ``stream`` gives the
+    archive's bytes (a remote object) instead of reading the path.
 
     Unsafe members raise :class:`UnsafeArchiveError` at once; verification
     failures are collected in ``result.errors``.
     """
     scan = _Scan(archive, dest, includes, progress)
-    reader = ArchiveReader(archive)
+    reader = ArchiveReader(archive, identity_file=identity_file, stream=stream)
     try:
         for ti, fobj in reader:
             scan.member(ti, fobj)

@@ -50,11 +50,21 @@ class ManifestCache:
     def _path(self, archive: str) -> str:
         return os.path.join(self.directory, os.path.basename(archive) + ".manifest")
 
-    def put(self, archive: str, compressed: bytes, manifest_sha256: str) -> None:
+    def put(self, archive: str, compressed: bytes, manifest_sha256: str, *, encrypt_to=None) -> None:
+        """Keep an archive's manifest (already compressed).  For an encrypted
+        archive it is kept encrypted to the same recipients: nothing of it in
+        plaintext on disk, and the next incremental needs the identity."""
         try:
+            if encrypt_to:
+                import pyrage
+
+                from .archive.crypto import _recipient
+
+                compressed = pyrage.encrypt(compressed, [_recipient(r) for r in encrypt_to])
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             st = os.stat(archive)
-            head = json.dumps({"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns, "manifest_sha256": manifest_sha256})
+            head = json.dumps({"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns, "manifest_sha256": manifest_sha256,
+                               "encrypted": bool(encrypt_to)})
             final = self._path(archive)
             tmp = f"{final}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -66,8 +76,9 @@ class ManifestCache:
         except OSError:
             pass
 
-    def get(self, archive: str, manifest_sha256: str | None) -> bytes | None:
-        """The manifest, when the entry is there and still describes ``archive``."""
+    def get(self, archive: str, manifest_sha256: str | None, identity_file: str | None = None) -> bytes | None:
+        """The manifest, when the entry is there and still describes
+        ``archive`` (an encrypted entry needs ``identity_file``)."""
         import zstandard
 
         try:
@@ -76,8 +87,19 @@ class ManifestCache:
                 head = json.loads(fh.readline())
                 if (head.get("archive_size"), head.get("archive_mtime_ns")) != (st.st_size, st.st_mtime_ns):
                     return None
-                data = zstandard.ZstdDecompressor().decompress(fh.read(), max_output_size=1 << 30)
-        except (OSError, ValueError, AttributeError, zstandard.ZstdError):
+                payload = fh.read()
+            if head.get("encrypted"):
+                if not identity_file:
+                    return None
+                import pyrage
+
+                from .archive.crypto import _load_identities
+
+                payload = pyrage.decrypt(payload, _load_identities(identity_file))
+            data = zstandard.ZstdDecompressor().decompress(payload, max_output_size=1 << 30)
+        except (OSError, ValueError, AttributeError, zstandard.ZstdError, BackupError):
+            return None
+        except Exception:  # pyrage's DecryptError: another key, or a damaged entry
             return None
         digest = hashlib.sha256(data).hexdigest()
         if digest != head.get("manifest_sha256") or (manifest_sha256 and digest != manifest_sha256):
@@ -153,7 +175,8 @@ def _priors(manifest: bytes) -> dict[str, Prior]:
 
 
 def find_parent(store, name: str, *, now: _dt.datetime, full_every_days: int, max_chain: int,
-                cache: ManifestCache | None, read_metadata, read_manifest) -> tuple[Parent | None, str | None]:
+                cache: ManifestCache | None, read_metadata, read_manifest,
+                identity_file: str | None = None) -> tuple[Parent | None, str | None]:
     """The parent of a new incremental, or (None, why a full backup is written).
 
     ``read_metadata(path)`` and ``read_manifest(path, metadata)`` are the
@@ -183,7 +206,10 @@ def find_parent(store, name: str, *, now: _dt.datetime, full_every_days: int, ma
         why = _policy(base, depth, now, full_every_days, max_chain)
         if why:
             return None, why
-        manifest = cache.get(bf.path, meta.get("manifest_sha256")) if cache is not None else None
+        manifest = cache.get(bf.path, meta.get("manifest_sha256"), identity_file) if cache is not None else None
+        if manifest is None and bf.encrypted and not identity_file:
+            return None, (f"the newest backup, {label}, is encrypted and no identity is given to read its manifest "
+                          "(--identity or backup.identity_file): writing a full backup")
         if manifest is None:
             try:
                 manifest = read_manifest(bf.path, meta)

@@ -76,6 +76,8 @@ def create_backup(
     full_every_days: int = 7,
     max_chain: int = 14,
     cache_dir: str | None = None,
+    encrypt_to=(),
+    identity_file: str | None = None,
 ) -> CreateResult:
     """Back up ``root``.  ``incremental``: "false", "true" (store only what
     changed since the newest backup, when the chain policy allows) or
@@ -128,7 +130,8 @@ def create_backup(
         parent = None
         if mode != "false":
             parent, why = find_parent(store, name, now=now_utc(), full_every_days=full_every_days, max_chain=max_chain, cache=cache,
-                                      read_metadata=read_metadata, read_manifest=_read_manifest)
+                                      read_metadata=read_metadata, identity_file=identity_file,
+                                      read_manifest=lambda path, meta: _read_manifest(path, meta, identity_file))
             if parent is None and not (mode == "auto" and why.startswith("no earlier backup")):
                 warnings.append(why)
         started_ns = time.time_ns()
@@ -173,7 +176,7 @@ def create_backup(
             progress.total_files = len(selection.files)
         final, metadata = store.write_archive(
             name=name, compression=compression, root=root, entries=selection.entries, metadata_for=metadata_for, now=now,
-            progress=progress, incremental=inc, manifest_cache=cache,
+            progress=progress, incremental=inc, manifest_cache=cache, encrypt_to=list(encrypt_to) or None,
         )
     if progress is not None:
         progress.done()
@@ -193,11 +196,11 @@ def _incremental_mode(value, full: bool) -> str:
     return aliases[text]
 
 
-def _read_manifest(path: str, metadata: dict) -> bytes:
+def _read_manifest(path: str, metadata: dict, identity_file: str | None = None) -> bytes:
     """A backup's manifest, read from the archive (a whole streaming pass)."""
     from .archive import ArchiveReader
 
-    reader = ArchiveReader(path)
+    reader = ArchiveReader(path, identity_file=identity_file)
     for _ti, fobj in reader:
         if fobj is not None:
             while fobj.read(_archive.CHUNK):
@@ -255,8 +258,10 @@ def resolve_backup_path(path: str | None, backup_dir: str) -> str:
     return candidate if os.path.exists(candidate) else os.path.abspath(path)
 
 
-def backup_info(path: str) -> dict:
-    return read_metadata(path)
+def backup_info(path: str, identity_file: str | None = None) -> dict:
+    """The metadata; of an encrypted backup, its public part unless an
+    identity is given (then the whole archive is read for it)."""
+    return read_metadata(path, identity_file)
 
 
 def restore_backup(path: str, target: str, **kw):
@@ -273,27 +278,63 @@ class VerifyReport:
     ok: bool
     errors: tuple[str, ...] = ()
     metadata: dict | None = None
+    # What was checked: "contents" (every byte, member and seal), or for an
+    # encrypted backup without its identity "encrypted file" (its SHA-256
+    # against the one recorded when it was written).
+    checked: str = "contents"
 
     def as_dict(self) -> dict:
-        return {"backup_path": self.backup_path, "ok": self.ok, "errors": list(self.errors)}
+        return {"backup_path": self.backup_path, "ok": self.ok, "errors": list(self.errors), "checked": self.checked}
 
 
-def verify_one(path: str, *, progress=None) -> VerifyReport:
+def verify_one(path: str, *, progress=None, identity_file: str | None = None) -> VerifyReport:
+    from .archive.crypto import is_encrypted
     from .extract import scan_archive
 
+    if identity_file is None and is_encrypted(path):
+        return verify_ciphertext(path)
     try:
-        res = scan_archive(path, progress=progress)
+        res = scan_archive(path, progress=progress, identity_file=identity_file)
     except BackupError as exc:
         return VerifyReport(path, False, (str(exc),))
     return VerifyReport(path, res.ok, tuple(res.errors), res.metadata)
 
 
-def verify_backups(backup_dir: str, paths=(), *, kind: str = "project", progress=None) -> list[VerifyReport]:
+def verify_ciphertext(path: str) -> VerifyReport:
+    """An encrypted backup checked without its key: the file's SHA-256
+    against the one recorded beside it when it was written."""
+    import hashlib
+    import json
+
+    from .store import ARCHIVE_SHA256, INDEX_SUFFIX
+
+    label = "encrypted file"
+    try:  # the digest recorded at creation, whatever happened to the file since (a stale index included)
+        with open(path + INDEX_SUFFIX, "rb") as fh:
+            recorded = json.load(fh).get(ARCHIVE_SHA256)
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str):
+        return VerifyReport(path, False, ("no SHA-256 was recorded for this encrypted file (its index is missing): "
+                                          "give --identity to check its contents",), checked=label)
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        return VerifyReport(path, False, (f"{path}: {exc.strerror}",), checked=label)
+    if digest != recorded:
+        return VerifyReport(path, False, ("the encrypted file does not match the SHA-256 recorded when it was written "
+                                          "(it was altered or damaged)",), checked=label)
+    return VerifyReport(path, True, (), checked=label)
+
+
+def verify_backups(backup_dir: str, paths=(), *, kind: str = "project", progress=None,
+                   identity_file: str | None = None) -> list[VerifyReport]:
     if not paths:
         paths = [bf.path for bf in BackupStore(backup_dir, kind).backups()]
         if not paths:
             raise NotFoundError(f"no backups to verify in {backup_dir}")
-    return [verify_one(p, progress=progress) for p in paths]
+    return [verify_one(p, progress=progress, identity_file=identity_file) for p in paths]
 
 
 @dataclass(frozen=True)

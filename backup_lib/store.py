@@ -191,33 +191,38 @@ class BackupStore:
         return path
 
     def write_archive(self, *, name: str, compression: str, root: str, entries, metadata_for, now: _dt.datetime, progress=None,
-                      keep_records: bool = False, incremental=None, manifest_cache=None) -> tuple[str, dict]:
+                      keep_records: bool = False, incremental=None, manifest_cache=None, encrypt_to=None) -> tuple[str, dict]:
         """Archive ``entries`` of ``root`` into a new backup, atomically.
 
         ``metadata_for(report, writer)`` returns the metadata once every
         entry is written (and hashed).  ``incremental``: an
         ``archive.writer.Incremental`` (only what changed is stored, and the
         name gets ``_incr``).  ``manifest_cache``: where the manifest is kept
-        for the next incremental.  Call with the lock held.
+        for the next incremental.  ``encrypt_to``: age recipients; the
+        archive is then ``….age``, encrypted in the same single pass (no
+        plaintext byte of it reaches the disk).  Call with the lock held.
         """
         from . import archive as _archive
+        from .archive.crypto import AGE_SUFFIX
 
-        suffix = _archive.COMPRESSIONS[compression][0]
+        suffix = _archive.COMPRESSIONS[compression][0] + (AGE_SUFFIX if encrypt_to else "")
         tag = INCR_TAG if incremental is not None else ""
         try:
             with self.temp_file(f"{name}_{self.kind}{suffix}") as (fd, tmp):
-                writer = _archive.ArchiveWriter(_archive.open_compressed_writer(fd, compression), progress=progress,
-                                                keep_records=keep_records, incremental=incremental)
+                out = _archive.open_compressed_writer(fd, compression, encrypt_to=encrypt_to)
+                writer = _archive.ArchiveWriter(out, progress=progress, keep_records=keep_records, incremental=incremental)
                 try:
                     for entry in entries:
                         writer.add(root, entry)
                     metadata = metadata_for(writer.report, writer)
+                    if encrypt_to:
+                        metadata["encryption"] = {"format": "age", "recipients": list(encrypt_to)}
                     mtime = int(now.timestamp())
                     manifest_sha = writer.add_manifest(mtime=mtime)
                     metadata = writer.add_metadata(metadata, manifest_sha256=manifest_sha, mtime=mtime)
                     writer.close()
                 except BaseException:
-                    writer.abort()  # its threads stop before the file is closed
+                    writer.abort()  # its threads (and the age writer) stop before the file is closed
                     raise
                 os.fsync(fd)
                 os.close(fd)
@@ -226,9 +231,9 @@ class BackupStore:
             if is_disk_full(exc):
                 raise BackupError(f"disk full while writing to {self.directory}: the partial archive was removed, earlier backups are untouched") from None
             raise BackupError(f"backup failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or self.directory})") from None
-        self.write_index(final, metadata)
+        self.write_index(final, metadata, archive_sha256=out.ciphertext_sha256)
         if manifest_cache is not None:
-            manifest_cache.put(final, writer.compressed_manifest, manifest_sha)
+            manifest_cache.put(final, writer.compressed_manifest, manifest_sha, encrypt_to=encrypt_to)
         return final, metadata
 
     def place(self, tmp: str, name: str, stamp: _dt.datetime, suffix: str) -> str:
@@ -250,13 +255,21 @@ class BackupStore:
         fsync_dir(self.directory)
         return final
 
-    def write_index(self, archive: str, metadata: dict) -> None:
+    def write_index(self, archive: str, metadata: dict, *, archive_sha256: str | None = None) -> None:
+        """The small file beside an archive that listing reads.  Beside an
+        encrypted archive it holds only what is safe to read without the
+        key (:func:`public_metadata`): never a file name, pattern or path
+        from inside the archive."""
         try:
             st = os.stat(archive)
-            data = json.dumps(
-                {"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns, "metadata": metadata},
-                ensure_ascii=True,
-            ).encode()
+            encrypted = "encryption" in metadata
+            record = {"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns,
+                      "metadata": public_metadata(metadata) if encrypted else metadata}
+            if encrypted:
+                record["encrypted"] = True
+            if archive_sha256:
+                record[ARCHIVE_SHA256] = archive_sha256
+            data = json.dumps(record, ensure_ascii=True).encode()
             final = archive + INDEX_SUFFIX
             with self.temp_file(os.path.basename(final)) as (fd, tmp):
                 os.write(fd, data)
@@ -296,8 +309,21 @@ class BackupStore:
         return read_metadata(archive)
 
 
-def read_metadata(archive: str) -> dict:
-    """Metadata of any archive path; uses and refreshes the index beside it."""
+# What the index of an encrypted archive shows: when, what kind, how big,
+# how many files, how it is packed, to whom it is encrypted, and the links
+# of its chain (archive names).  Nothing from inside the archive's tree.
+PUBLIC_KEYS = ("format_version", "backup_type", "backup_timestamp", "tool_version", "total_files", "total_size",
+               "compression", "encryption", "parent", "base", "chain_depth", "safety_backup", "engine")
+
+
+def public_metadata(metadata: dict) -> dict:
+    return {k: metadata[k] for k in PUBLIC_KEYS if k in metadata}
+
+
+def read_metadata(archive: str, identity_file: str | None = None) -> dict:
+    """Metadata of any archive path; uses and refreshes the index beside it.
+    An encrypted archive's index holds its public part only; the whole
+    metadata needs ``identity_file`` (and a read of the whole archive)."""
     from .archive import ArchiveReader
 
     try:
@@ -309,16 +335,20 @@ def read_metadata(archive: str) -> dict:
     if not stat.S_ISREG(st.st_mode):
         raise NotABackupError(f"{archive} is not a file")
     index = archive + INDEX_SUFFIX
+    cached = None
     try:
         with open(index, "rb") as fh:
             cached = json.load(fh)
         if cached.get("archive_size") == st.st_size and cached.get("archive_mtime_ns") == st.st_mtime_ns:
-            return cached["metadata"]
+            if not (cached.get("encrypted") and identity_file):
+                return cached["metadata"]
+        else:
+            cached = None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    metadata = ArchiveReader(archive).read_all_metadata()
+        cached = None
+    metadata = ArchiveReader(archive, identity_file=identity_file).read_all_metadata()
     directory = os.path.dirname(os.path.abspath(archive))
-    if os.access(directory, os.W_OK):
+    if cached is None and os.access(directory, os.W_OK):
         BackupStore(directory, metadata.get("backup_type", "")).write_index(archive, metadata)
     return metadata
 

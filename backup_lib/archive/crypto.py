@@ -231,7 +231,8 @@ except Exception as exc:
     sys.exit(3)
 out = Out()
 try:
-    pyrage.decrypt_io(open(sys.argv[1], "rb", buffering=1 << 20), out, ids)
+    source = os.fdopen(0, "rb", buffering=1 << 20) if sys.argv[1] == "-" else open(sys.argv[1], "rb", buffering=1 << 20)
+    pyrage.decrypt_io(source, out, ids)
     out.flush()
 except BrokenPipeError:
     sys.exit(0)
@@ -309,15 +310,40 @@ class DecryptingSource(io.RawIOBase):
     identity matches, IntegrityError when the file is damaged or truncated
     (age authenticates every chunk and the end)."""
 
-    def __init__(self, path: str, identity_file: str):
+    def __init__(self, path: str, identity_file: str, *, stream=None):
+        """Decrypt the file at ``path``, or, with ``stream``, the bytes it
+        gives (a remote object): a thread feeds them to the age reader."""
         self._path = path
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _DECRYPT_CHILD, path, identity_file],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+            [sys.executable, "-c", _DECRYPT_CHILD, "-" if stream is not None else path, identity_file],
+            stdin=subprocess.PIPE if stream is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
         _grow_pipe(self._proc.stdout.fileno())
         self._fd = self._proc.stdout.fileno()
         self._done = False
+        self._feeder = None
+        self._feed_error: BaseException | None = None
+        if stream is not None:
+            import threading
+
+            self._feeder = threading.Thread(target=self._feed, args=(stream,), name="age-feed", daemon=True)
+            self._feeder.start()
+
+    def _feed(self, stream) -> None:
+        pipe = self._proc.stdin
+        try:
+            while chunk := stream.read(_CHUNK):
+                pipe.write(chunk)
+        except BrokenPipeError:
+            pass  # the age reader stopped: it says why
+        except BaseException as exc:  # a remote that failed mid-way: reported by readinto
+            self._feed_error = exc
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def readable(self) -> bool:
         return True
@@ -332,6 +358,10 @@ class DecryptingSource(io.RawIOBase):
         self._done = True
         err = self._proc.stderr.read()
         code = self._proc.wait()
+        if self._feeder is not None:
+            self._feeder.join()
+            if self._feed_error is not None:
+                raise self._feed_error
         if code == 0:
             return
         line = _first_line(err)
@@ -347,6 +377,8 @@ class DecryptingSource(io.RawIOBase):
                 self._proc.kill()
                 self._done = True
             self._proc.wait()
+            if self._feeder is not None:
+                self._feeder.join()
             for stream in (self._proc.stdout, self._proc.stderr):
                 stream.close()
         super().close()

@@ -11,13 +11,13 @@ import os
 import tarfile
 from typing import Iterator
 
-from ..errors import IntegrityError, NotABackupError, NotFoundError, UnsafeArchiveError
+from ..errors import BackupError, IntegrityError, NotABackupError, NotFoundError, UnsafeArchiveError, UsageError
 from .manifest import MANIFEST_NAME, METADATA_NAME, TOOL_MEMBERS, parse_metadata
 from .seals import metadata_header, seal_ok
-from .streams import CHUNK, SealedFile, detect_compression, open_decompressed
+from .streams import CHUNK, SealedStream, compression_of, open_decompressed
 from .tar import BLOCK, DEVICE_TYPES, LONG_TYPES, ZERO_BLOCK, HeaderError, Member, padded, parse_header
 
-__all__ = ["ArchiveReader", "Source", "SmallData", "MANIFEST_LIMIT", "METADATA_LIMIT", "LONG_NAME_LIMIT"]
+__all__ = ["ArchiveReader", "IdentityNeededError", "Source", "SmallData", "MANIFEST_LIMIT", "METADATA_LIMIT", "LONG_NAME_LIMIT"]
 
 # What the reader holds in memory at most, whatever the input.  The
 # manifest takes about 200 bytes an entry (20 MB for 100,000 files), so
@@ -30,6 +30,12 @@ METADATA_LIMIT = 64 << 20
 # PATH_MAX (4096 on Linux); whether a name fits this system is checked later.
 LONG_NAME_LIMIT = 8192
 _FORMAT = {"gz": "gzip", "zst": "zstd"}
+
+
+class IdentityNeededError(UsageError):
+    """An encrypted archive, and no identity to open it with (exit 2)."""
+
+
 _KIND = {tarfile.REGTYPE: "file", tarfile.DIRTYPE: "directory", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link"}
 
 
@@ -88,7 +94,7 @@ class Source:
     def _pull(self, n: int) -> bytes:
         try:
             return self._read(n)
-        except (IntegrityError, PermissionError):
+        except (BackupError, PermissionError):  # the archive's own errors, a wrong identity
             raise
         except Exception as exc:
             raise IntegrityError(f"{self.path}: archive is corrupt ({_reason(exc)})") from None
@@ -145,34 +151,68 @@ class ArchiveReader:
     and ``problems`` lists what does not match the metadata's seals.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, stream=None, identity_file: str | None = None):
+        """``path`` names the archive (and is read, unless ``stream`` gives
+        its bytes: a remote object, say); an archive encrypted with age needs
+        ``identity_file``."""
         self.path = path
-        self.compression = detect_compression(path)
+        self.stream = stream
+        self.identity_file = identity_file
+        self.compression: str | None = None  # gz, zst or none, once opened
+        self.encrypted = False
         self.metadata_bytes: bytes | None = None
         self.manifest_bytes: bytes | None = None
         self.problems: list[str] = []
-        self._sealed: SealedFile | None = None
+        self._sealed: SealedStream | None = None
         self._size: int | None = None  # the tar stream's length, when known (uncompressed)
 
     def _open(self):
+        """The tar stream, peeled from the outside in: the file (or stream),
+        the age layer, the compression and its seal."""
+        from .crypto import AGE_MAGIC, DecryptingSource
+
         try:
-            if self.compression != "none":
-                self._sealed = SealedFile(self.path, self.compression)
-                if self._sealed.expected is None:
-                    raise IntegrityError(f"{self.path}: the {self.compression} seal is missing or damaged (not written by this toolkit, or altered)")
-            stream = open_decompressed(self.path, self.compression, self._sealed)
-            if self.compression == "none":
-                self._size = os.fstat(stream.fileno()).st_size
-            return stream
+            raw = self.stream if self.stream is not None else open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise NotFoundError(f"{self.path}: {exc.strerror or exc}") from None
+        try:
+            outer = io.BufferedReader(raw, CHUNK) if not hasattr(raw, "peek") else raw
+            if outer.peek(len(AGE_MAGIC))[: len(AGE_MAGIC)] == AGE_MAGIC:
+                self.encrypted = True
+                if not self.identity_file:
+                    raise IdentityNeededError(f"{self.path} is encrypted: give the key with --identity FILE (or backup.identity_file)")
+                if self.stream is None:
+                    raw.close()  # the age reader reads the file itself
+                    source = DecryptingSource(self.path, self.identity_file)
+                else:
+                    source = DecryptingSource(self.path, self.identity_file, stream=outer)
+                inner = io.BufferedReader(source, CHUNK)
+            else:
+                inner = outer
+            self.compression = compression_of(inner.peek(4)[:4])
+            if self.compression == "none":
+                if not self.encrypted and self.stream is None:
+                    self._size = os.fstat(raw.fileno()).st_size
+                return inner
+            if self.encrypted:
+                return open_decompressed(inner, self.compression)  # age authenticates every byte
+            self._sealed = SealedStream(inner, self.compression)
+            if self.compression == "gz" and self._sealed.expected is None:
+                raise IntegrityError(f"{self.path}: the gzip seal is missing or damaged (not written by this toolkit, or altered)")
+            return open_decompressed(self._sealed, self.compression)
+        except OSError as exc:
+            raw.close()
+            raise NotFoundError(f"{self.path}: {exc.strerror or exc}") from None
+        except BaseException:
+            raw.close()
+            raise
 
     def __iter__(self) -> Iterator[tuple[Member, object]]:
         stream = self._open()
         try:
             with stream:
                 yield from self._members(Source(stream, self.path))
-        except (IntegrityError, NotFoundError):  # NotABackupError included
+        except BackupError:  # IntegrityError, NotABackupError, NotFoundError, a wrong identity …
             raise
         except tarfile.TarError as exc:
             raise IntegrityError(f"{self.path}: damaged tar header ({_reason(exc)})") from None
@@ -245,6 +285,8 @@ class ArchiveReader:
                 raise IntegrityError(f"{self.path}: unexpected data after the end of the archive")
         if self._sealed is not None:
             self._sealed.drain()
+            if self._sealed.expected is None:
+                raise IntegrityError(f"{self.path}: the {self.compression} seal is missing or damaged (not written by this toolkit, or altered)")
             if not self._sealed.ok:
                 raise IntegrityError(f"{self.path}: the compressed file does not match its seal (bytes were altered)")
         if [ti.name for ti, *_ in held] == list(TOOL_MEMBERS):

@@ -22,7 +22,8 @@ __all__ = [
     "CHUNK",
     "COMPRESSIONS",
     "CompressedOutput",
-    "SealedFile",
+    "SealedStream",
+    "compression_of",
     "open_compressed_writer",
     "open_decompressed",
     "detect_compression",
@@ -113,11 +114,43 @@ class _SealingSink(io.RawIOBase):
             os.write(self._fd, ZSTD_SEAL_MAGIC + digest)
 
 
-class CompressedOutput:
-    """A binary stream that compresses into ``fd``; ``close()`` seals it."""
+class _Plain(io.RawIOBase):
+    """Where the compressor writes when an encryption layer follows: no seal
+    of its own (age authenticates every chunk and the end of the file)."""
 
-    def __init__(self, fd: int, compression: str):
-        self._sink = _SealingSink(fd, compression)
+    def __init__(self, target):
+        self._target = target
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._target.write(data)
+
+    def close(self) -> None:
+        pass
+
+    def seal(self) -> None:
+        pass
+
+
+class CompressedOutput:
+    """A binary stream that compresses into ``fd``; ``close()`` seals it.
+
+    With ``encrypt_to`` (age recipients), the compressed stream goes into
+    the age layer instead, and ``ciphertext_sha256`` is the SHA-256 of the
+    file once closed; the compressed stream then carries no seal of its own."""
+
+    def __init__(self, fd: int, compression: str, *, encrypt_to=None):
+        self._age = None
+        self.ciphertext_sha256: str | None = None
+        if encrypt_to:
+            from .crypto import EncryptingSink
+
+            self._age = EncryptingSink(fd, list(encrypt_to))
+            self._sink = _Plain(self._age)
+        else:
+            self._sink = _SealingSink(fd, compression)
         if compression == "gz":
             from isal import igzip_threaded
 
@@ -138,7 +171,7 @@ class CompressedOutput:
             # through its multithreading bookkeeping, cost more than a copy.
             self._stream = io.BufferedWriter(cctx.stream_writer(self._sink, closefd=False), CHUNK)
         elif compression == "none":
-            self._stream = io.BufferedWriter(_RawFd(fd), CHUNK)
+            self._stream = io.BufferedWriter(self._sink if self._age is not None else _RawFd(fd), CHUNK)
         else:
             raise ValueError(compression)
         self.write = self._stream.write
@@ -146,13 +179,20 @@ class CompressedOutput:
     def close(self) -> None:
         self._stream.close()
         self._sink.seal()
+        if self._age is not None:
+            self._age.close()  # waits for the age writer to finish the file
+            self.ciphertext_sha256 = self._age.sha256
 
     def abort(self) -> None:
         """On failure, before the caller closes the file: isal's gzip writer
-        writes from threads of its own, which must not outlive the
-        descriptor (its number may be reused at once)."""
+        writes from threads of its own, and the age writer from a process of
+        its own: neither may outlive the descriptor (its number may be
+        reused at once)."""
         with contextlib.suppress(Exception):
             self._stream.close()  # joins those threads, even after an error
+        if self._age is not None:
+            with contextlib.suppress(Exception):
+                self._age.abort()
 
 
 class _RawFd(io.RawIOBase):
@@ -172,8 +212,17 @@ class _RawFd(io.RawIOBase):
         pass
 
 
-def open_compressed_writer(fd: int, compression: str) -> CompressedOutput:
-    return CompressedOutput(fd, compression)
+def open_compressed_writer(fd: int, compression: str, *, encrypt_to=None) -> CompressedOutput:
+    return CompressedOutput(fd, compression, encrypt_to=encrypt_to)
+
+
+def compression_of(magic: bytes) -> str:
+    """gz, zst or none, from a stream's first bytes."""
+    if magic[:2] == b"\x1f\x8b":
+        return "gz"
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
+        return "zst"
+    return "none"
 
 
 def detect_compression(path: str) -> str:
@@ -185,38 +234,29 @@ def detect_compression(path: str) -> str:
         raise NotFoundError(f"{path}: no such file") from None
     except OSError as exc:
         raise NotFoundError(f"{path}: {exc.strerror}") from None
-    if magic[:2] == b"\x1f\x8b":
-        return "gz"
-    if magic == b"\x28\xb5\x2f\xfd":
-        return "zst"
-    return "none"
+    return compression_of(magic)
 
 
-class SealedFile(io.RawIOBase):
-    """The compressed file as the decompressor reads it, hashed on the way;
-    ``ok`` tells whether it matched the seal written beside the data."""
+class SealedStream(io.RawIOBase):
+    """The compressed stream as the decompressor reads it, hashed on the way;
+    ``ok`` tells, once it is read to its end, whether it matched the seal
+    written with the data: in the gzip header (read first), or in the
+    trailing zstd frame (the last bytes are held back until the end, so that
+    a file and a stream from a remote read alike, without seeking)."""
 
-    def __init__(self, path: str, compression: str):
-        self._fh = open(path, "rb", buffering=0)
-        size = os.fstat(self._fh.fileno()).st_size
+    def __init__(self, raw, compression: str):
+        self._raw = raw
         self._hash = hashlib.sha256()
         self.expected: bytes | None = None
-        self._left = size
+        self._zst = compression == "zst"
+        self._tail = b""  # zst: the last bytes read, maybe the seal
+        self._done = False
+        self._pending = b""
         if compression == "gz":
-            head = self._fh.read(GZIP_HEADER_LEN)
+            head = _read_exactly(raw, GZIP_HEADER_LEN)
             if len(head) == GZIP_HEADER_LEN and head.startswith(GZIP_PREFIX):
                 self.expected = head[len(GZIP_PREFIX) :]
             self._pending = head  # the decompressor still needs the header
-            self._left = size - len(head)
-        else:  # zst: the seal is a trailing skippable frame
-            self._pending = b""
-            if size >= ZSTD_SEAL_LEN:
-                self._fh.seek(size - ZSTD_SEAL_LEN)
-                tail = self._fh.read(ZSTD_SEAL_LEN)
-                self._fh.seek(0)
-                if tail.startswith(ZSTD_SEAL_MAGIC):
-                    self.expected = tail[len(ZSTD_SEAL_MAGIC) :]
-                    self._left = size - ZSTD_SEAL_LEN
 
     def readable(self) -> bool:
         return True
@@ -227,16 +267,33 @@ class SealedFile(io.RawIOBase):
             b[:n] = self._pending[:n]
             self._pending = self._pending[n:]
             return n
-        if self._left <= 0:
+        if self._done:
             return 0
-        data = self._fh.read(min(len(b), self._left))
-        self._left -= len(data)
-        self._hash.update(data)
-        b[: len(data)] = data
-        return len(data)
+        data = self._raw.read(max(len(b), ZSTD_SEAL_LEN + 1))
+        if not self._zst:
+            if not data:
+                self._done = True
+                return 0
+            self._hash.update(data)
+            self._pending = data
+            return self.readinto(b)
+        if not data:
+            self._done = True
+            tail, self._tail = self._tail, b""
+            if len(tail) == ZSTD_SEAL_LEN and tail.startswith(ZSTD_SEAL_MAGIC):
+                self.expected = tail[len(ZSTD_SEAL_MAGIC) :]
+                return 0
+            self._hash.update(tail)  # no seal: the decompressor gets every byte
+            self._pending = tail
+            return self.readinto(b) if tail else 0
+        joined = self._tail + data
+        out, self._tail = joined[:-ZSTD_SEAL_LEN], joined[-ZSTD_SEAL_LEN:]
+        self._hash.update(out)
+        self._pending = out
+        return self.readinto(b)
 
     def drain(self) -> None:
-        while self._left > 0 and self.read(CHUNK):
+        while self.read(CHUNK):
             pass
 
     @property
@@ -244,19 +301,31 @@ class SealedFile(io.RawIOBase):
         return self.expected is not None and self._hash.digest() == self.expected
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(Exception):
+            self._raw.close()
         super().close()
 
 
-def open_decompressed(path: str, compression: str, sealed: "SealedFile | None"):
-    """The tar stream; ``sealed`` is the compressed file (None when plain)."""
+def _read_exactly(raw, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        piece = raw.read(n - got)
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+def open_decompressed(raw, compression: str):
+    """The tar stream from ``raw``, a readable stream of the compressed bytes."""
     if compression == "gz":
         from isal import igzip_threaded
 
-        return igzip_threaded.open(sealed, "rb", threads=1)
+        return igzip_threaded.open(raw, "rb", threads=1)
     if compression == "zst":
-        return io.BufferedReader(_ZstdReader(sealed), CHUNK)
-    return open(path, "rb", buffering=CHUNK)
+        return io.BufferedReader(_ZstdReader(raw), CHUNK)
+    return raw
 
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -1,0 +1,149 @@
+"""Encrypted backups (age): written in one pass with nothing plaintext on
+disk, listed and checked without the key, opened with it, and by the age
+command without this tool."""
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from backup_lib.archive.crypto import AGE_MAGIC, keygen
+from backup_lib.project import backup_info, create_backup, list_backups, verify_backups
+from conftest import write_tree
+
+HAVE_AGE = shutil.which("age") is not None
+needs_age = pytest.mark.skipif(not HAVE_AGE, reason="the age command is not installed (apt-get install age)")
+MARKER = "9f3c-never-in-plaintext-" + "x" * 20
+
+
+@pytest.fixture
+def key(tmp_path):
+    path = tmp_path / "keys" / "backup.key"
+    path.parent.mkdir()
+    return str(path), keygen(str(path))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "app"
+    write_tree(root, {"app.py": f"SECRET = '{MARKER}'\n", f"{MARKER}.txt": "name is secret too\n", "static/x.js": "x\n",
+                      ".env": f"KEY={MARKER}\n"})
+    return root
+
+
+def make(root, tmp_path, recipient, **kw):
+    return create_backup(str(root), backup_dir=str(tmp_path / "bk"), cache_dir=str(tmp_path / "cache"),
+                         encrypt_to=[recipient], include=[".env"], **kw)
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst", "none"])
+def test_archive_is_age_and_decrypts_with_the_age_command(tree, tmp_path, key, compression):
+    path, recipient = key
+    res = make(tree, tmp_path, recipient, compression=compression)
+    suffix = {"gz": ".tar.gz.age", "zst": ".tar.zst.age", "none": ".tar.age"}[compression]
+    assert res.backup_path.endswith(suffix)
+    data = open(res.backup_path, "rb").read()
+    assert data.startswith(AGE_MAGIC) and MARKER.encode() not in data
+    assert stat.S_IMODE(os.stat(res.backup_path).st_mode) == 0o600
+    assert res.metadata["encryption"] == {"format": "age", "recipients": [recipient]}
+    if not HAVE_AGE:
+        pytest.skip("the age command is not installed (apt-get install age)")
+    out = tmp_path / "plain"
+    out.mkdir()
+    flags = {"gz": "-xzf", "zst": "--zstd -xf", "none": "-xf"}[compression]
+    subprocess.run(f"age -d -i {path} {res.backup_path} | tar {flags} - -C {out}", shell=True, check=True)
+    assert (out / "app.py").read_text() == (tree / "app.py").read_text()
+    assert json.loads((out / "backup_metadata.json").read_text())["project_hash"] == res.metadata["project_hash"]
+
+
+def test_nothing_plaintext_reaches_the_disk(tree, tmp_path, key, monkeypatch):
+    _path, recipient = key
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    res = make(tree, tmp_path, recipient)
+    seen = []
+    for folder in (scratch, tmp_path / "bk", tmp_path / "cache"):
+        for dirpath, _dirs, files in os.walk(folder):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                seen.append(full)
+                assert MARKER not in name
+                assert MARKER.encode() not in open(full, "rb").read(), full
+    assert res.backup_path in seen and any(p.endswith(".manifest") for p in seen)
+
+
+def test_index_holds_only_what_is_safe_and_list_works_without_a_key(tree, tmp_path, key):
+    _path, recipient = key
+    res = make(tree, tmp_path, recipient)
+    index = json.load(open(res.backup_path + ".index.json"))
+    text = json.dumps(index)
+    assert MARKER not in text and str(tree) not in text and "app.py" not in text
+    assert index["encrypted"] is True
+    assert index["archive_sha256"] == hashlib.sha256(open(res.backup_path, "rb").read()).hexdigest()
+    assert set(index["metadata"]) <= {"format_version", "backup_type", "backup_timestamp", "tool_version", "total_files",
+                                      "total_size", "compression", "encryption", "parent", "base", "chain_depth"}
+    rows = [b.summary() for b in list_backups(str(tmp_path / "bk"))]
+    assert rows[0]["total_files"] == res.metadata["total_files"] and rows[0]["compression"] == "gzip"
+    assert backup_info(res.backup_path) == index["metadata"]
+
+
+def test_verify_without_the_key_checks_the_file_and_says_so(tree, tmp_path, key):
+    path, recipient = key
+    res = make(tree, tmp_path, recipient)
+    [report] = verify_backups(str(tmp_path / "bk"))
+    assert report.ok and report.checked == "encrypted file"
+    [report] = verify_backups(str(tmp_path / "bk"), identity_file=path)
+    assert report.ok and report.checked == "contents"
+    data = bytearray(open(res.backup_path, "rb").read())
+    data[len(data) // 2] ^= 1
+    open(res.backup_path, "wb").write(bytes(data))
+    [report] = verify_backups(str(tmp_path / "bk"))
+    assert not report.ok and "SHA-256 recorded" in report.errors[0]
+    [report] = verify_backups(str(tmp_path / "bk"), identity_file=path)
+    assert not report.ok and "damaged" in report.errors[0]
+
+
+def test_wrong_identity_is_one_clear_error(tree, tmp_path, key):
+    _path, recipient = key
+    make(tree, tmp_path, recipient)
+    other = str(tmp_path / "other.key")
+    keygen(other)
+    [report] = verify_backups(str(tmp_path / "bk"), identity_file=other)
+    assert not report.ok and "no identity matches" in report.errors[0]
+
+
+def test_info_with_the_key_reads_the_whole_metadata(tree, tmp_path, key):
+    path, recipient = key
+    res = make(tree, tmp_path, recipient)
+    full = backup_info(res.backup_path, identity_file=path)
+    assert full["project_hash"] == res.metadata["project_hash"] and full["project_root"] == str(tree)
+
+
+def test_incremental_on_an_encrypted_parent_needs_the_key(tree, tmp_path, key):
+    path, recipient = key
+    make(tree, tmp_path, recipient)
+    (tree / "new.py").write_text("new\n")
+    without = make(tree, tmp_path, recipient, incremental="true")
+    assert without.metadata["backup_type"] == "project_full" and "encrypted" in without.warnings[0]
+    (tree / "newer.py").write_text("newer\n")
+    inc = make(tree, tmp_path, recipient, incremental="true", identity_file=path)
+    assert inc.metadata["backup_type"] == "project_incremental" and inc.backup_path.endswith("_incr.tar.gz.age")
+    assert inc.metadata["changes"]["new"] == 1
+
+
+@needs_age
+def test_encrypted_to_an_ssh_key(tree, tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    res = make(tree, tmp_path, key.with_suffix(".pub").read_text().strip())
+    out = tmp_path / "plain"
+    out.mkdir()
+    subprocess.run(f"age -d -i {key} {res.backup_path} | tar -xzf - -C {out}", shell=True, check=True)
+    assert (out / ".env").read_text() == f"KEY={MARKER}\n"
