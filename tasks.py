@@ -62,6 +62,7 @@ SHORT_FLAGS = {
     "remote": "R",
     "push": "P",
     "download": "L",
+    "identity": "I",
 }
 
 
@@ -308,6 +309,28 @@ def _remote(c, name: str | None):
     return remote_from_config(name, remotes[name])
 
 
+IDENTITY_HELP = "the age identity (or SSH private key) file that opens encrypted backups (config backup.identity_file)"
+
+
+def _recipients(s, section: str, root: str) -> list[str]:
+    """The recipients new backups of this kind are encrypted to (none: not encrypted)."""
+    from backup_lib.archive.crypto import parse_recipients, read_recipients_file
+
+    cfg = s[section]
+    found = parse_recipients(cfg["encrypt_to"], source=f"{section}.encrypt_to")
+    if cfg["recipients_file"]:
+        found += read_recipients_file(os.path.join(root, cfg["recipients_file"]))
+    return list(dict.fromkeys(found))
+
+
+def _identity(s, root: str) -> str | None:
+    """The identity file, checked (a missing or unreadable one is exit 2)."""
+    from backup_lib.archive.crypto import check_identity_file
+
+    value = s["backup"]["identity_file"]
+    return check_identity_file(os.path.join(root, value) if value else None)
+
+
 def _project_name(s, root: str) -> str:
     return s["backup"]["name"] or os.path.basename(root) or "project"
 
@@ -405,20 +428,23 @@ def _incomplete(message: str):
         "full": "write a full backup whatever backup.incremental says",
         "rehash": "incremental: read and hash every file instead of trusting size and times",
         "push": "then push the new backup to this remote (repeatable; config backup.push)",
+        "identity": IDENTITY_HELP + "; an incremental over an encrypted backup needs it",
         "json_": JSON_HELP,
     },
     iterable=["exclude", "include", "push"],
 )
 @_run
 def create(c, project_root=None, backup_dir=None, no_compress=False, compression=None, exclude=None, include=None,
-           no_default_excludes=False, dry_run=False, incremental=False, full=False, rehash=False, push=None, json_=False):
+           no_default_excludes=False, dry_run=False, incremental=False, full=False, rehash=False, push=None, identity=None,
+           json_=False):
     """Back up the project tree as git sees it, into one standard archive."""
     from backup_lib.project import create_backup
     from backup_lib.report import human_size
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
                              "--compression": compression, "--exclude": exclude, "--include": include,
-                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--push": push})
+                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--push": push,
+                             "--identity": identity})
     cfg = s["backup"]
     root = _root(s)
     result = create_backup(
@@ -441,6 +467,8 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         full_every_days=cfg["full_every_days"],
         max_chain=cfg["max_chain"],
         cache_dir=cfg["cache_dir"],
+        encrypt_to=_recipients(s, "backup", root),
+        identity_file=_identity(s, root),
     )
     meta = result.metadata
     for warning in result.warnings:
@@ -512,16 +540,17 @@ def _list_backups(bdir: str, kind: str, json_: bool) -> None:
 
 @_task(help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
              "remote": REMOTE_HELP + ": read the backup's index there (nothing is downloaded)",
+             "identity": IDENTITY_HELP + " (without it an encrypted backup shows its public part)",
              "backup_dir": DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
-def info(c, backup_path=None, remote=None, project_root=None, backup_dir=None, json_=False):
+def info(c, backup_path=None, remote=None, identity=None, project_root=None, backup_dir=None, json_=False):
     """Show a backup's metadata."""
-    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
     root = _root(s)
     if remote is not None:
         _remote_info(c, s, root, "project", remote, backup_path, json_)
     else:
-        _show_info(_archive(backup_path, _dir(s, "backup", root)), json_)
+        _show_info(_archive(backup_path, _dir(s, "backup", root)), json_, _identity(s, root))
 
 
 def _remote_info(c, s, root: str, kind: str, remote_name: str, backup_path, json_: bool) -> None:
@@ -536,12 +565,18 @@ def _remote_info(c, s, root: str, kind: str, remote_name: str, backup_path, json
     _json(meta) if json_ else _out(f"backup_path: {remote.name}:{os.path.basename(backup_path)}\n{render_metadata(meta)}")
 
 
-def _show_info(path: str, json_: bool) -> None:
+def _show_info(path: str, json_: bool, identity_file: str | None = None) -> None:
+    from backup_lib.archive.crypto import is_encrypted
     from backup_lib.project import backup_info
     from backup_lib.report import render_metadata
 
-    meta = backup_info(path)
-    _json(meta) if json_ else _out(f"backup_path: {path}\n{render_metadata(meta)}")
+    meta = backup_info(path, identity_file)
+    if json_:
+        _json(meta)
+        return
+    _out(f"backup_path: {path}\n{render_metadata(meta)}")
+    if identity_file is None and is_encrypted(path):
+        sys.stderr.write("encrypted: this is its public part only (give --identity for the whole metadata)\n")
 
 
 @_task(
@@ -597,19 +632,20 @@ def _print_restore(result, json_):
 @_task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
              "remote": REMOTE_HELP + ": check its copies (size and SHA-256 recorded at upload)",
              "download": "with --remote: stream every archive through the full verification (no copy is kept)",
+             "identity": IDENTITY_HELP + " (without it an encrypted backup is checked against the SHA-256 recorded when it was written)",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
 @_run
-def verify(c, backup_path=None, remote=None, download=False, project_root=None, backup_dir=None, json_=False):
+def verify(c, backup_path=None, remote=None, download=False, identity=None, project_root=None, backup_dir=None, json_=False):
     """Check archives end to end: structure, every member's SHA-256, project_hash."""
     from backup_lib.project import verify_backups
 
-    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
     root = _root(s)
     if remote is not None:
         return _verify_remote(c, s, root, "project", remote, backup_path, download, json_)
     bdir = _dir(s, "backup", root)
     paths = [_archive(backup_path, bdir)] if backup_path else []
-    _print_verify(verify_backups(bdir, paths, kind="project"), json_)
+    _print_verify(verify_backups(bdir, paths, kind="project", identity_file=_identity(s, root)), json_)
 
 
 def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, download: bool, json_: bool) -> None:
@@ -766,9 +802,9 @@ def _print_cleanup(result, json_):
 DB_PATH_HELP = "the SQLite file (default: config db.path, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db under the root)"
 
 
-def _db_settings(c, project_root, backup_dir, **db_flags):
+def _db_settings(c, project_root, backup_dir, identity=None, **db_flags):
     """The settings, the root and the database backup dir, for the db.* tasks."""
-    s = _settings(c, backup={"--project-root": project_root}, db={"--backup-dir": backup_dir, **db_flags})
+    s = _settings(c, backup={"--project-root": project_root, "--identity": identity}, db={"--backup-dir": backup_dir, **db_flags})
     root = _root(s)
     return s, root, _dir(s, "db", root)
 
@@ -801,6 +837,7 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
         lock_timeout=s["backup"]["lock_timeout"],
         busy_timeout=cfg["busy_timeout"],
         progress=_progress("db backup"),
+        encrypt_to=_recipients(s, "db", root),
     )
     meta = result.metadata
     for warning in result.warnings:
@@ -829,49 +866,54 @@ def db_list(c, remote=None, project_root=None, backup_dir=None, json_=False):
 
 @_task(name="info", help={"backup_path": "the archive (a path, or a name inside the backup dir)", "project_root": ROOT_HELP,
                           "remote": REMOTE_HELP + ": read the backup's index there (nothing is downloaded)",
+                          "identity": IDENTITY_HELP + " (without it an encrypted backup shows its public part)",
                           "backup_dir": DB_DIR_HELP, "json_": "print the raw metadata JSON"})
 @_run
-def db_info(c, backup_path=None, remote=None, project_root=None, backup_dir=None, json_=False):
+def db_info(c, backup_path=None, remote=None, identity=None, project_root=None, backup_dir=None, json_=False):
     """Show a database backup's metadata."""
-    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
     if remote is not None:
         _remote_info(c, s, root, "db", remote, backup_path, json_)
     else:
-        _show_info(_archive(backup_path, bdir), json_)
+        _show_info(_archive(backup_path, bdir), json_, _identity(s, root))
 
 
 @_task(name="verify", help={"backup_path": "verify this archive only (default: every database backup)", "project_root": ROOT_HELP,
                             "remote": REMOTE_HELP + ": check its copies (size and SHA-256 recorded at upload)",
                             "download": "with --remote: stream every archive through the full verification (no copy is kept)",
+                            "identity": IDENTITY_HELP + " (without it an encrypted backup is checked against its recorded SHA-256)",
                             "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_verify_task(c, backup_path=None, remote=None, download=False, project_root=None, backup_dir=None, json_=False):
+def db_verify_task(c, backup_path=None, remote=None, download=False, identity=None, project_root=None, backup_dir=None, json_=False):
     """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
     from backup_lib.database import db_verify
 
-    s, root, bdir = _db_settings(c, project_root, backup_dir)
+    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
     if remote is not None:
         return _verify_remote(c, s, root, "db", remote, backup_path, download, json_)
     paths = [_archive(backup_path, bdir)] if backup_path else []
-    _print_verify(db_verify(bdir, paths), json_)
+    _print_verify(db_verify(bdir, paths, identity_file=_identity(s, root)), json_)
 
 
 @_task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
                              "from_sql": "rebuild from the SQL dump instead of the snapshot",
                              "force": "restore even while another connection holds a write transaction: what it commits then goes "
                                       "to the replaced file and is lost (never skips verification)",
+                             "identity": IDENTITY_HELP,
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, project_root=None, backup_dir=None, json_=False):
+def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, identity=None, project_root=None,
+                    backup_dir=None, json_=False):
     """Verify a database backup, take a safety backup, and swap the restored file into place."""
     from backup_lib.database import db_restore
 
-    s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path})
+    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity, **{"--db-path": db_path})
     path = _archive(backup_path, bdir)
     result = db_restore(path, root=root, db_path=s["db"]["path"], backup_dir=bdir,
                         skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
                         from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
-                        lock_timeout=s["backup"]["lock_timeout"])
+                        lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
+                        encrypt_to=_recipients(s, "db", root))
     _run_report().archive(path)
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
     if result.forced_while_busy:
@@ -993,6 +1035,24 @@ def _pull(c, s, root, kind, bdir, remote_name, only, dry_run, json_) -> None:
         raise Exit(f"error: {len(bad)} backups could not be pulled from {remote.name}: {bad[0].archive}: {bad[0].reason}", code=1)
 
 
+# ------------------------------------------------------------------ encryption
+
+
+@_task(help={"output": "where to write the new identity (a file that does not exist yet; kept 0600)"})
+@_run
+def keygen(c, output=None):
+    """Write a new age identity and print its recipient (public key, for backup.encrypt_to)."""
+    from backup_lib.archive.crypto import keygen as make_identity
+    from backup_lib.errors import UsageError
+
+    if not output:
+        raise UsageError("--output is required: the file to write the new identity to")
+    recipient = make_identity(os.path.abspath(os.path.expanduser(output)))
+    _out(recipient)
+    sys.stderr.write(f"identity written to {output} (keep it safe, away from the backups); put the line above in "
+                     "backup.encrypt_to\n")
+
+
 # ------------------------------------------------------------------ monitoring
 
 
@@ -1052,7 +1112,7 @@ def notify_test_task(c, json_=False, project_root=None):
         raise Exit(f"error: {len(failed)} of {len(outcomes)} notification URLs failed", code=1)
 
 
-backup = Collection("backup", create, list_, info, restore, verify, cleanup, push, pull, status, notify_test_task)
+backup = Collection("backup", create, list_, info, restore, verify, cleanup, push, pull, status, notify_test_task, keygen)
 db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup, db_push, db_pull)
 # No configuration of ours goes into Invoke (ns.configure): the defaults live
 # in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string

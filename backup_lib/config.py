@@ -343,6 +343,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_chain": Setting(Int(1, 10_000), 14, (), "incrementals per chain at most"),
         "cache_dir": Setting(Path(), None, (), "where manifests are kept for the next incremental (default ~/.cache/backup-toolkit)"),
         "push": Setting(TextList(), [], (Flag("--push", append=True),), "remotes every new project backup is pushed to"),
+        "encrypt_to": Setting(TextList(), [], (), "age recipients (age1…) or SSH public keys: every new backup is encrypted to them"),
+        "recipients_file": Setting(Path(), None, (), "a file of recipients, one per line (# comments), like age -R"),
+        "identity_file": Setting(Path(), None, (Flag("--identity"),), "the age identity (or SSH private key) that opens encrypted backups"),
         **_keep_rules(),
     },
     "db": {
@@ -355,6 +358,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "busy_timeout": Setting(Float(0, 3600, "seconds"), 5.0, (), "how long the snapshot waits on a locked database"),
         "restore_lock_wait": Setting(Float(0, 3600, "seconds"), 2.0, (), "how long db.restore tries for the write lock"),
         "push": Setting(TextList(), [], (Flag("--push", append=True),), "remotes every new database backup is pushed to"),
+        "encrypt_to": Setting(TextList(), [], (), "age recipients or SSH public keys for database backups"),
+        "recipients_file": Setting(Path(), None, (), "a file of recipients for database backups"),
         **_keep_rules(),
     },
     # Validated by backup_lib.notify.notify_config and backup_lib.status (their

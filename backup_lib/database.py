@@ -74,7 +74,12 @@ def db_backup(
     busy_timeout: float = 5.0,
     progress=None,
     safety_for: str | None = None,
+    encrypt_to=(),
 ) -> DbBackupResult:
+    """Snapshot the database and archive it.  With ``encrypt_to`` the
+    archive is encrypted (age) as it is written; the snapshot itself is made
+    in a private folder beside the backups (0700) and removed at once: it is
+    the same data as the live file, on the same machine."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
@@ -141,7 +146,7 @@ def db_backup(
 
             final, metadata = store.write_archive(
                 name=name, compression=compression, root=work, entries=entries, metadata_for=metadata_for, now=now, progress=progress,
-                keep_records=True,
+                keep_records=True, encrypt_to=list(encrypt_to) or None,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -200,9 +205,9 @@ def _check_extracted(res, work: str) -> list[str]:
     return errors
 
 
-def _extract_and_check(archive: str, work: str) -> tuple[dict, list[str]]:
+def _extract_and_check(archive: str, work: str, identity_file: str | None = None) -> tuple[dict, list[str]]:
     try:
-        res = scan_archive(archive, dest=work)
+        res = scan_archive(archive, dest=work, identity_file=identity_file)
     except IntegrityError as exc:
         return {}, [str(exc)]
     return res.metadata or {}, _check_extracted(res, work)
@@ -213,7 +218,10 @@ def _work_dir(near: str, label: str) -> str:
     return tempfile.mkdtemp(prefix=f".{label}.verify-", dir=parent)
 
 
-def db_verify(backup_dir: str, paths=()) -> list[VerifyReport]:
+def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None) -> list[VerifyReport]:
+    from .archive.crypto import is_encrypted
+    from .project import verify_ciphertext
+
     if not paths:
         paths = [bf.path for bf in BackupStore(backup_dir, "db").backups()]
         if not paths:
@@ -223,9 +231,12 @@ def db_verify(backup_dir: str, paths=()) -> list[VerifyReport]:
         if not os.path.exists(path):
             reports.append(VerifyReport(path, False, (f"{path} does not exist",)))
             continue
+        if identity_file is None and is_encrypted(path):
+            reports.append(verify_ciphertext(path))
+            continue
         work = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
         try:
-            meta, errors = _extract_and_check(path, work)
+            meta, errors = _extract_and_check(path, work, identity_file)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         reports.append(VerifyReport(path, not errors, tuple(errors), meta))
@@ -314,7 +325,12 @@ def db_restore(
     force: bool = False,
     busy_timeout: float = 2.0,
     lock_timeout: float = 10.0,
+    identity_file: str | None = None,
+    encrypt_to=(),
 ) -> DbRestoreResult:
+    """Restore ``archive`` over the live database (see the README).  An
+    encrypted backup needs ``identity_file``; ``encrypt_to`` encrypts the
+    safety backup of the live database like any new backup."""
     root = os.path.abspath(root)
     if not os.path.exists(archive):
         raise NotFoundError(f"backup {archive} does not exist")
@@ -324,7 +340,7 @@ def db_restore(
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(live)}.restore-", dir=parent)
     try:
-        meta, errors = _extract_and_check(archive, work)
+        meta, errors = _extract_and_check(archive, work, identity_file)
         if errors:
             raise IntegrityError(f"{archive} fails verification, nothing restored: {errors[0]}")
         if from_sql and not meta.get("sql_dump"):
@@ -340,7 +356,8 @@ def db_restore(
         safety = None
         if exists:
             safety = db_backup(
-                root, db_path=live, backup_dir=backup_dir, skip_dirs=skip_dirs, name=name, lock_timeout=lock_timeout, safety_for=os.path.basename(archive)
+                root, db_path=live, backup_dir=backup_dir, skip_dirs=skip_dirs, name=name, lock_timeout=lock_timeout,
+                safety_for=os.path.basename(archive), encrypt_to=encrypt_to,
             ).backup_path
         new = os.path.join(work, ".new.db")
         if from_sql:

@@ -288,13 +288,15 @@ class VerifyReport:
 
 
 def verify_one(path: str, *, progress=None, identity_file: str | None = None) -> VerifyReport:
-    from .archive.crypto import is_encrypted
+    from .archive.crypto import DecryptError, is_encrypted
     from .extract import scan_archive
 
     if identity_file is None and is_encrypted(path):
         return verify_ciphertext(path)
     try:
         res = scan_archive(path, progress=progress, identity_file=identity_file)
+    except DecryptError:
+        raise  # the wrong key, not a damaged backup: one line, exit 1
     except BackupError as exc:
         return VerifyReport(path, False, (str(exc),))
     return VerifyReport(path, res.ok, tuple(res.errors), res.metadata)

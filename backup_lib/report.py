@@ -67,7 +67,8 @@ def render_verify(reports) -> str:
     lines = []
     for r in reports:
         if r.ok:
-            lines.append(f"ok      {r.backup_path}")
+            note = "  (the encrypted file only: give --identity to check its contents)" if getattr(r, "checked", "") == "encrypted file" else ""
+            lines.append(f"ok      {r.backup_path}{note}")
             continue
         problem = r.errors[0] if r.errors else "failed"
         if problem.startswith(r.backup_path + ": "):

@@ -115,8 +115,10 @@ def test_wrong_identity_is_one_clear_error(tree, tmp_path, key):
     make(tree, tmp_path, recipient)
     other = str(tmp_path / "other.key")
     keygen(other)
-    [report] = verify_backups(str(tmp_path / "bk"), identity_file=other)
-    assert not report.ok and "no identity matches" in report.errors[0]
+    from backup_lib.archive.crypto import DecryptError
+
+    with pytest.raises(DecryptError, match="no identity matches"):  # the wrong key, not a damaged backup (exit 1)
+        verify_backups(str(tmp_path / "bk"), identity_file=other)
 
 
 def test_info_with_the_key_reads_the_whole_metadata(tree, tmp_path, key):
@@ -147,3 +149,83 @@ def test_encrypted_to_an_ssh_key(tree, tmp_path):
     out.mkdir()
     subprocess.run(f"age -d -i {key} {res.backup_path} | tar -xzf - -C {out}", shell=True, check=True)
     assert (out / ".env").read_text() == f"KEY={MARKER}\n"
+
+
+# ------------------------------------------------------------ as the tasks do it
+
+
+def run(*args):
+    from helpers import run_cli
+
+    return run_cli(list(args))
+
+
+def configure(tmp_path, monkeypatch, text):
+    conf = tmp_path / "enc.yaml"
+    conf.write_text(text)
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+
+
+def test_tasks_encrypt_list_verify_info_with_and_without_the_key(tree, tmp_path, key, monkeypatch):
+    path, recipient = key
+    configure(tmp_path, monkeypatch, f"backup:\n  encrypt_to: ['{recipient}']\n  include: ['.env']\n")
+    code, out, err = run("backup.create", "-p", str(tree), "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["backup_path"].endswith(".tar.gz.age")
+    code, out, err = run("backup.list", "-p", str(tree), "--json")
+    assert code == 0 and json.loads(out)[0]["total_files"] == made["total_files"]
+    code, out, err = run("backup.verify", "-p", str(tree))
+    assert code == 0 and "encrypted file only" in out
+    code, out, err = run("backup.verify", "-p", str(tree), "--json")
+    assert json.loads(out)[0]["checked"] == "encrypted file"
+    code, out, err = run("backup.verify", "-p", str(tree), "-I", path, "--json")
+    assert code == 0 and json.loads(out)[0]["checked"] == "contents"
+    code, out, err = run("backup.info", "-p", str(tree), "-b", made["backup_path"])
+    assert code == 0 and "public part only" in err and "project_hash" not in out
+    code, out, err = run("backup.info", "-p", str(tree), "-b", made["backup_path"], "--identity", path, "--json")
+    assert code == 0 and json.loads(out)["project_hash"] == made["project_hash"]
+    other = str(tmp_path / "other.key")
+    keygen(other)
+    code, out, err = run("backup.verify", "-p", str(tree), "-I", other)
+    assert code == 1 and "no identity matches" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run("backup.verify", "-p", str(tree), "-I", str(tmp_path / "nope.key"))
+    assert code == 2 and "identity file" in err and "cannot be read" in err
+
+
+def test_tasks_db_backup_encrypted_and_verified(tmp_path, key, monkeypatch):
+    import sqlite3
+
+    path, recipient = key
+    root = tmp_path / "shop"
+    root.mkdir()
+    conn = sqlite3.connect(root / "shop.db")
+    conn.execute("CREATE TABLE secrets (v)")
+    conn.execute("INSERT INTO secrets VALUES (?)", (MARKER,))
+    conn.commit()
+    conn.close()
+    configure(tmp_path, monkeypatch, f"db:\n  encrypt_to: ['{recipient}']\n")
+    code, out, err = run("db.backup", "-p", str(root), "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["backup_path"].endswith(".age") and MARKER.encode() not in open(made["backup_path"], "rb").read()
+    code, out, err = run("db.verify", "-p", str(root), "--identity", path)
+    assert code == 0, err
+    if HAVE_AGE:
+        out_dir = tmp_path / "x"
+        out_dir.mkdir()
+        subprocess.run(f"age -d -i {path} {made['backup_path']} | tar -xzf - -C {out_dir}", shell=True, check=True)
+        loaded = tmp_path / "loaded.db"
+        subprocess.run(f"sqlite3 {loaded} < {out_dir / 'shop.sql'}", shell=True, check=True)
+        assert sqlite3.connect(loaded).execute("SELECT v FROM secrets").fetchone()[0] == MARKER
+
+
+def test_keygen_task_and_bad_recipients(tmp_path, tree, monkeypatch):
+    out_key = tmp_path / "new.key"
+    code, out, err = run("backup.keygen", "--output", str(out_key))
+    assert code == 0 and out.strip().startswith("age1") and stat.S_IMODE(os.stat(out_key).st_mode) == 0o600
+    code, _, err = run("backup.keygen", "--output", str(out_key))
+    assert code == 2 and "already exists" in err
+    configure(tmp_path, monkeypatch, "backup:\n  encrypt_to: ['AGE-SECRET-KEY-1ABC']\n")
+    code, _, err = run("backup.create", "-p", str(tree))
+    assert code == 2 and "secret key" in err and not (tree / "backups").exists()
