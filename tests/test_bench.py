@@ -128,3 +128,22 @@ def test_remote_targets_judged(bench):
     assert verdict(lines, "c: push to the loopback S3 server within 1.2x of boto3 upload_file").endswith("| NOT met | 1.25x |")
     assert verdict(lines, "c: list of 200 remote backups under 1 s (warm index cache)").endswith("| met | 0.60 s |")
     assert verdict(lines, "c: list of 200 remote backups under 1 s (cold index cache)").endswith("| NOT met | 1.30 s |")
+
+
+def test_incremental_and_encryption_targets_judged(bench):
+    rows = [
+        row("b", "re-backup unchanged", "ours incremental, unchanged (whole process)", 0.20),
+        row("b", "re-backup unchanged", "borg create (second run)", 0.40),
+        row("b", "re-backup unchanged", "restic backup (second run)", 0.25),
+        row("c", "incremental create", "ours incremental, 100 files changed (zst)", 0.5, size=1_000_000),
+        row("c", "incremental create", "ours full create (zst)", 5.5, size=790_000_000),
+        row("c", "create, encrypted", "ours create (zst), encrypted", 6.0),
+        row("c", "create, encrypted", "ours create (zst), plain", 5.0),
+    ]
+    lines = bench.verdicts(rows)
+    assert verdict(lines, "b: unchanged re-backup with --incremental under 0.25 s").endswith("| met | 0.200 s |")
+    assert verdict(lines, "b: unchanged re-backup at most 0.75x borg's second run").endswith("| met | 0.50x |")
+    assert verdict(lines, "b: unchanged re-backup at most 0.75x restic's second run").endswith("| NOT met | 0.80x |")
+    assert verdict(lines, "c: 100 of 100,000 files changed, >= 10x faster than a full zst create").endswith("| met | 11.0x |")
+    assert verdict(lines, "c: that incremental under 1% of the full's size").endswith("| met | 0.127% |")
+    assert verdict(lines, "c: encryption adds at most 15% to create").endswith("| NOT met | +20% |")
