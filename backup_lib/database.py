@@ -23,6 +23,7 @@ from .metadata import common_metadata, now_utc, shown_path
 from .project import VerifyReport
 from .selection import Entry, tree_key
 from .store import BackupStore, default_backup_dir, fsync_dir
+from .workdir import WorkDir, create_work_dir, sweep
 
 __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
 
@@ -40,6 +41,7 @@ class DbRestoreResult:
     safety_backup: str | None
     from_sql: bool
     tables: dict
+    work_folders: tuple[dict, ...] = ()  # leftovers of killed runs beside the database
 
 
 def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
@@ -181,9 +183,9 @@ def _extract_and_check(archive: str, work: str) -> tuple[dict, list[str]]:
     return res.metadata or {}, _check_extracted(res, work)
 
 
-def _work_dir(near: str, label: str) -> str:
-    parent = near if os.path.isdir(near) and os.access(near, os.W_OK) else None
-    return tempfile.mkdtemp(prefix=f".{label}.verify-", dir=parent)
+def _work_dir(near: str, label: str) -> WorkDir:
+    parent = near if os.path.isdir(near) and os.access(near, os.W_OK) else tempfile.gettempdir()
+    return create_work_dir(label, "verify", parent=parent)
 
 
 def db_verify(backup_dir: str, paths=()) -> list[VerifyReport]:
@@ -196,11 +198,11 @@ def db_verify(backup_dir: str, paths=()) -> list[VerifyReport]:
         if not os.path.exists(path):
             reports.append(VerifyReport(path, False, (f"{path} does not exist",)))
             continue
-        work = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
+        wd = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
         try:
-            meta, errors = _extract_and_check(path, work)
+            meta, errors = _extract_and_check(path, wd.tree)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            wd.remove()
         reports.append(VerifyReport(path, not errors, tuple(errors), meta))
     return reports
 
@@ -245,7 +247,9 @@ def db_restore(
     live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
     parent = os.path.dirname(live)
     os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(live)}.restore-", dir=parent)
+    swept = sweep(parent)
+    wd = create_work_dir(live)
+    work = wd.tree
     try:
         meta, errors = _extract_and_check(archive, work)
         if errors:
@@ -289,6 +293,6 @@ def db_restore(
                 os.unlink(side)
         os.rename(new, live)
         fsync_dir(parent)
-        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live))
+        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live), tuple(swept))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        wd.remove()

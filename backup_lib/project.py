@@ -13,6 +13,7 @@ from .metadata import common_metadata, database_info, now_utc
 from .retention import Decision, check_retention_args, plan_retention
 from .selection import select_files
 from .store import BACKUP_TYPES, BackupStore, default_backup_dir, read_metadata
+from .workdir import sweep, sweep_paths
 
 __all__ = [
     "CreateResult",
@@ -46,6 +47,7 @@ class CreateResult:
     metadata: dict
     dry_run: bool = False
     files: tuple[str, ...] = ()
+    work_folders: tuple[dict, ...] = ()  # leftovers of killed restores: removed, or left alone and why
 
     @property
     def incomplete(self) -> bool:
@@ -98,6 +100,11 @@ def create_backup(
     compression_name = _archive.COMPRESSIONS[compression][1]
     store = BackupStore(backup_dir, "project")
     store.ensure()
+    # Work folders of killed restores: in the tree (never selected) and in
+    # the backup folders (db.verify's); those whose owner is gone go.
+    swept = sweep_paths(selection.work_dirs)
+    for d in dict.fromkeys([backup_dir, *other_backup_dirs]):
+        swept += sweep(d)
 
     def metadata_for(rep, writer) -> dict:
         metadata = common_metadata(backup_type="project_full", root=root, compression=compression_name, environment=environment, now=now)
@@ -127,7 +134,7 @@ def create_backup(
         )
     if progress is not None:
         progress.done()
-    return CreateResult(final, metadata)
+    return CreateResult(final, metadata, work_folders=tuple(swept))
 
 
 @dataclass(frozen=True)
