@@ -78,6 +78,20 @@ def _warn(text: str) -> None:
     sys.stderr.write(f"warning: {text}\n")
 
 
+def _shown(path) -> str:
+    """A path for human output: quoted when it holds control characters (see report.display_path)."""
+    from backup_lib.report import display_path
+
+    return display_path(path)
+
+
+def _print_work_folders(notes) -> None:
+    """One warning per work folder a killed run left behind."""
+    for note in notes:
+        verb = "removed" if note["removed"] else "left alone"
+        _warn(f"{verb} {_shown(note['path'])}: {note['reason']}")
+
+
 def _progress(label: str):
     from backup_lib.progress import Progress
 
@@ -143,18 +157,19 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
             _json(meta)
         else:
             for path in result.files:
-                _out(path)
+                _out(_shown(path))
             sys.stderr.write(f"{meta['total_files']} files, {human_size(meta['total_size'])} would be backed up (dry run: nothing written)\n")
         return
+    _print_work_folders(result.work_folders)
     for item in meta.get("skipped_files", []):
-        _warn(f"skipped {item['path']}: {item['reason']}")
+        _warn(f"skipped {_shown(item['path'])}: {item['reason']}")
     for path in meta.get("changed_files", []):
-        _warn(f"{path} changed while it was read")
+        _warn(f"{_shown(path)} changed while it was read")
     if json_:
-        _json({**meta, "backup_path": result.backup_path})
+        _json({**meta, "backup_path": result.backup_path, "work_folders": list(result.work_folders)})
     else:
         size = os.path.getsize(result.backup_path)
-        _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
+        _out(f"Created {_shown(result.backup_path)}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
              f"({human_size(size)} as {meta['compression']}), project_hash {meta['project_hash'][:16]}")
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
@@ -215,24 +230,29 @@ def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, i
 
 
 def _print_restore(result, json_):
+    _print_work_folders(result.work_folders)
     for link in result.outside_links:
-        _warn(f"symlink {link['path']} -> {link['target']} points outside the target: not created (use --allow-outside-links)")
+        _warn(f"symlink {_shown(link['path'])} -> {_shown(link['target'])} points outside the target: "
+              f"{'would not be created' if result.dry_run else 'not created'} (use --allow-outside-links)")
     for item in result.skipped:
-        _warn(f"skipped {item['path']}: {item['reason']}")
+        _warn(f"{'would skip' if result.dry_run else 'skipped'} {_shown(item['path'])}: {item['reason']}")
     if json_:
         _json({"backup_path": result.backup_path, "target": result.target, "dry_run": result.dry_run,
                "restored": list(result.restored), "existing": list(result.existing),
-               "outside_links": list(result.outside_links), "skipped": list(result.skipped)})
+               "outside_links": list(result.outside_links), "skipped": list(result.skipped),
+               "work_folders": list(result.work_folders)})
     elif result.dry_run:
         existing = set(result.existing)
         for p in result.restored:
-            _out(f"{'overwrite' if p in existing else 'create'}  {p}")
-        sys.stderr.write(f"{len(result.restored)} paths would be restored into {result.target}, "
-                         f"{len(existing)} of them exist there (dry run: nothing written)\n")
+            _out(f"{'overwrite' if p in existing else 'create'}  {_shown(p)}")
+        sys.stderr.write(f"{len(result.restored)} paths would be restored into {_shown(result.target)}, "
+                         f"{len(existing)} of them exist there (dry run: nothing written"
+                         + ("; the target is not empty: the real run needs --force" if result.needs_force else "") + ")\n")
     else:
-        _out(f"Restored {len(result.restored)} paths from {result.backup_path} into {result.target}")
+        _out(f"Restored {len(result.restored)} paths from {_shown(result.backup_path)} into {_shown(result.target)}")
     if result.incomplete:
-        _incomplete(f"{len(result.outside_links)} symlinks not created, {len(result.skipped)} paths skipped")
+        _incomplete(f"{len(result.outside_links)} symlinks {'would not be' if result.dry_run else 'not'} created, "
+                    f"{len(result.skipped)} paths {'would be ' if result.dry_run else ''}skipped")
 
 
 @task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
@@ -294,9 +314,9 @@ def _print_cleanup(result, json_):
         return
     for d in result.decisions:
         verb = ("would delete" if result.dry_run else "deleted") if d.delete else "keep"
-        _out(f"{verb:12}  {os.path.basename(d.key)}  ({d.reason})")
+        _out(f"{verb:12}  {_shown(os.path.basename(d.key))}  ({d.reason})")
     for p in result.not_backups:
-        _warn(f"left alone {os.path.basename(p)}: not readable as a backup")
+        _warn(f"left alone {_shown(os.path.basename(p))}: not readable as a backup")
     if not result.decisions:
         _out("No backups to clean up.")
 
@@ -400,9 +420,10 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
     result = db_restore(path, root=root, db_path=_conf(c, "db", "path", db_path), backup_dir=bdir,
                         skip_dirs=[_dir(c, "backup", root, None)], name=c.config.get("backup", {}).get("name"),
                         from_sql=from_sql, force=force, busy_timeout=float(cfg.get("restore_lock_wait", 2)))
+    _print_work_folders(result.work_folders)
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
-               "from_sql": result.from_sql, "tables": result.tables})
+               "from_sql": result.from_sql, "tables": result.tables, "work_folders": list(result.work_folders)})
     else:
         _out(f"Restored {result.db_path} from {result.backup_path}" + (" (rebuilt from the SQL dump)" if result.from_sql else ""))
         _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")
