@@ -75,3 +75,11 @@ def test_render_writes_cpu_column(bench, tmp_path, monkeypatch):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| a | create | ours create (gz) | 0.200 | 1.0 | 0.18 | 35.0 | 1.00 |  |" in text
     assert "| a: seed scale end to end under 0.5 s | met | 0.20 s |" in text
+
+
+def test_restore_force_judged_against_a_restore_into_an_empty_folder(bench):
+    label = "c: restore --force over an existing tree within 2x of into an empty folder"
+    lines = bench.verdicts([row("c", "restore --force", bench.FORCE_CASE, 30.0), row("c", "restore --force", bench.EMPTY_CASE, 14.0)])
+    assert "NOT met | 2.14x" in verdict(lines, label)
+    lines = bench.verdicts([row("c", "restore --force", bench.FORCE_CASE, 20.0), row("c", "restore --force", bench.EMPTY_CASE, 14.0)])
+    assert "| met | 1.43x" in verdict(lines, label)
