@@ -93,12 +93,12 @@ class Plan:
 
 
 def plan_restore(kinds: dict[str, str], actual: dict[str, tuple], includes: PatternList | None, target_lookup,
-                 *, allow_outside_links: bool = False) -> Plan:
+                 *, allow_outside_links: bool = False, listing: bool = True) -> Plan:
     """What a restore of an archive (``kinds``/``actual`` of its scan) writes
     into a target, and what it refuses.  ``target_lookup(path)`` tells what
     the target holds at a relative path now, as ``(kind, link text, False)``
     (kind: dir, file, symlink or missing); None for a target that is empty
-    or missing.  Raises :class:`UnsafeArchiveError` or
+    or missing.  ``listing``: fill ``restored`` (a dry run prints it).  Raises :class:`UnsafeArchiveError` or
     :class:`TargetConflictError` for conflicts with the target."""
     cache: dict = {}
 
@@ -154,7 +154,7 @@ def plan_restore(kinds: dict[str, str], actual: dict[str, tuple], includes: Patt
         item = refusal(path, candidates[path], refused[path])
         (outside if refused[path] == OUTSIDE else skipped).append(item)
     existing = [] if target_lookup is None else _check_conflicts(dirs, files, accepted, target_lookup)
-    restored = sorted((*files, *accepted), key=_key)
+    restored = sorted((*files, *accepted), key=_key) if listing else []
     links = [(p, accepted[p]) for p in sorted(accepted, key=_key)]
     return Plan(restored, links, outside, skipped, keep_dirs, existing)
 
@@ -292,7 +292,7 @@ def restore_tree(
         res = scan_archive(archive, includes=includes, progress=progress)
         if res.errors:
             raise IntegrityError(f"{archive} fails verification: {res.errors[0]}" + _more(res.errors))
-        plan = _plan(res, includes, target if non_empty else None, allow_outside_links)
+        plan = _plan(res, includes, target if non_empty else None, allow_outside_links, listing=True)
         return RestoreResult(archive, target, True, res.metadata, tuple(plan.restored), tuple(plan.existing),
                              tuple(plan.outside_links), tuple(plan.skipped), needs_force=non_empty and not force)
 
@@ -316,7 +316,7 @@ def restore_tree(
             raise BackupError(f"restore failed while writing: {exc.strerror or exc}") from None
         if res.errors:
             raise IntegrityError(f"{archive} fails verification, nothing restored: {res.errors[0]}" + _more(res.errors))
-        plan = _plan(res, includes, target if overlay else None, allow_outside_links)
+        plan = _plan(res, includes, target if overlay else None, allow_outside_links, listing=False)
         try:
             finish_extraction(res, tree, plan.links, plan.keep_dirs)
             os.chmod(tree, 0o777 & ~_umask())
@@ -341,13 +341,14 @@ def restore_tree(
     )
 
 
-def _plan(res, includes, target: str | None, allow_outside_links: bool) -> Plan:
+def _plan(res, includes, target: str | None, allow_outside_links: bool, *, listing: bool) -> Plan:
     try:
         view = _Target(target) if target is not None else None
     except OSError as exc:
         raise BackupError(f"cannot look at the restore target {display_path(target)}: {exc.strerror}") from None
     try:
-        return plan_restore(res.kinds, res.actual, includes, view.lookup if view else None, allow_outside_links=allow_outside_links)
+        return plan_restore(res.kinds, res.actual, includes, view.lookup if view else None,
+                            allow_outside_links=allow_outside_links, listing=listing)
     except OSError as exc:
         raise BackupError(f"cannot look at the restore target {display_path(target)}: {exc.strerror}") from None
     finally:
