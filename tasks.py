@@ -362,7 +362,7 @@ def _push_after_create(c, s, kind: str, archive: str, names) -> tuple[list[dict]
     return pushed, problems
 
 
-def _created(c, s, kind: str, result, json_: bool, human) -> None:
+def _created(c, s, kind: str, result, json_: bool, human, extra_json=None) -> None:
     """After a create: the configured pushes, then the output (JSON holds
     where the backup was pushed), then exit 1 if a push failed (the local
     backup stays)."""
@@ -370,7 +370,7 @@ def _created(c, s, kind: str, result, json_: bool, human) -> None:
     pushed, problems = _push_after_create(c, s, kind, result.backup_path, s["backup" if kind == "project" else "db"]["push"])
     if json_:
         extra = {"pushed": pushed, "push_errors": problems} if pushed or problems else {}
-        _json({**meta, "backup_path": result.backup_path, **extra})
+        _json({**meta, "backup_path": result.backup_path, **(extra_json or {}), **extra})
     else:
         human()
         for p in pushed:
@@ -391,6 +391,20 @@ def _out(text: str) -> None:
 
 def _warn(text: str) -> None:
     sys.stderr.write(f"warning: {text}\n")
+
+
+def _shown(path) -> str:
+    """A path for human output: quoted when it holds control characters (see report.display_path)."""
+    from backup_lib.report import display_path
+
+    return display_path(path)
+
+
+def _print_work_folders(notes) -> None:
+    """One warning per work folder a killed run left behind."""
+    for note in notes:
+        verb = "removed" if note["removed"] else "left alone"
+        _warn(f"{verb} {_shown(note['path'])}: {note['reason']}")
 
 
 def _progress(label: str):
@@ -480,24 +494,26 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
             _json(meta)
         else:
             for path in result.files:
-                _out(path)
+                _out(_shown(path))
             sys.stderr.write(f"{meta['total_files']} files, {human_size(meta['total_size'])} would be backed up (dry run: nothing written)\n")
         return
+    _print_work_folders(result.work_folders)
     for item in meta.get("skipped_files", []):
-        _warn(f"skipped {item['path']}: {item['reason']}")
+        _warn(f"skipped {_shown(item['path'])}: {item['reason']}")
     for path in meta.get("changed_files", []):
-        _warn(f"{path} changed while it was read")
+        _warn(f"{_shown(path)} changed while it was read")
+
     def human():
         size = os.path.getsize(result.backup_path)
         packed = "an uncompressed tar" if meta["compression"] == "none" else meta["compression"]
-        _out(f"Created {result.backup_path}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
+        _out(f"Created {_shown(result.backup_path)}\n  {meta['total_files']} files, {human_size(meta['total_size'])} "
              f"({human_size(size)} as {packed}), project_hash {meta['project_hash'][:16]}")
         if meta.get("parent"):
             ch = meta["changes"]
             _out(f"  incremental on {meta['parent']['name']} (chain depth {meta['chain_depth']}): {ch['new']} new, "
                  f"{ch['modified']} modified, {ch['removed']} removed, {ch['unchanged']} unchanged")
 
-    _created(c, s, "project", result, json_, human)
+    _created(c, s, "project", result, json_, human, {"work_folders": list(result.work_folders)})
     if result.incomplete:
         _incomplete(f"{len(meta['skipped_files'])} files could not be read and are not in the backup")
 
@@ -609,24 +625,29 @@ def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, i
 
 
 def _print_restore(result, json_):
+    _print_work_folders(result.work_folders)
     for link in result.outside_links:
-        _warn(f"symlink {link['path']} -> {link['target']} points outside the target: not created (use --allow-outside-links)")
+        _warn(f"symlink {_shown(link['path'])} -> {_shown(link['target'])} points outside the target: "
+              f"{'would not be created' if result.dry_run else 'not created'} (use --allow-outside-links)")
     for item in result.skipped:
-        _warn(f"skipped {item['path']}: {item['reason']}")
+        _warn(f"{'would skip' if result.dry_run else 'skipped'} {_shown(item['path'])}: {item['reason']}")
     if json_:
         _json({"backup_path": result.backup_path, "target": result.target, "dry_run": result.dry_run,
                "restored": list(result.restored), "existing": list(result.existing),
-               "outside_links": list(result.outside_links), "skipped": list(result.skipped)})
+               "outside_links": list(result.outside_links), "skipped": list(result.skipped),
+               "work_folders": list(result.work_folders)})
     elif result.dry_run:
         existing = set(result.existing)
         for p in result.restored:
-            _out(f"{'overwrite' if p in existing else 'create'}  {p}")
-        sys.stderr.write(f"{len(result.restored)} paths would be restored into {result.target}, "
-                         f"{len(existing)} of them exist there (dry run: nothing written)\n")
+            _out(f"{'overwrite' if p in existing else 'create'}  {_shown(p)}")
+        sys.stderr.write(f"{len(result.restored)} paths would be restored into {_shown(result.target)}, "
+                         f"{len(existing)} of them exist there (dry run: nothing written"
+                         + ("; the target is not empty: the real run needs --force" if result.needs_force else "") + ")\n")
     else:
-        _out(f"Restored {len(result.restored)} paths from {result.backup_path} into {result.target}")
+        _out(f"Restored {len(result.restored)} paths from {_shown(result.backup_path)} into {_shown(result.target)}")
     if result.incomplete:
-        _incomplete(f"{len(result.outside_links)} symlinks not created, {len(result.skipped)} paths skipped")
+        _incomplete(f"{len(result.outside_links)} symlinks {'would not be' if result.dry_run else 'not'} created, "
+                    f"{len(result.skipped)} paths {'would be ' if result.dry_run else ''}skipped")
 
 
 @_task(help={"backup_path": "verify this archive only (default: every backup in the backup dir)",
@@ -790,9 +811,9 @@ def _print_cleanup(result, json_):
         return
     for d in result.decisions:
         verb = ("would delete" if result.dry_run else "deleted") if d.delete else "keep"
-        _out(f"{verb:12}  {os.path.basename(d.key)}  ({d.reason})")
+        _out(f"{verb:12}  {_shown(os.path.basename(d.key))}  ({d.reason})")
     for p in result.not_backups:
-        _warn(f"left alone {os.path.basename(p)}: not readable as a backup")
+        _warn(f"left alone {_shown(os.path.basename(p))}: not readable as a backup")
     if not result.decisions:
         _out("No backups to clean up.")
 
@@ -915,6 +936,7 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
                         lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
                         encrypt_to=_recipients(s, "db", root))
     _run_report().archive(path)
+    _print_work_folders(result.work_folders)
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
     if result.forced_while_busy:
         _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
@@ -922,7 +944,8 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
     if json_:
         _json({"db_path": result.db_path, "backup_path": result.backup_path, "safety_backup": result.safety_backup,
                "from_sql": result.from_sql, "tables": result.tables, "forced_while_busy": result.forced_while_busy,
-               "open_by": [{"pid": pid, "command": cmd} for pid, cmd in result.open_by]})
+               "open_by": [{"pid": pid, "command": cmd} for pid, cmd in result.open_by],
+               "work_folders": list(result.work_folders)})
     else:
         _out(f"Restored {result.db_path} from {result.backup_path}" + (" (rebuilt from the SQL dump)" if result.from_sql else ""))
         _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")

@@ -23,6 +23,7 @@ from .metadata import common_metadata, now_utc, shown_path
 from .project import VerifyReport
 from .selection import Entry, tree_key
 from .store import BackupStore, default_backup_dir, fsync_dir
+from .workdir import WorkDir, create_work_dir, sweep
 
 __all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
 
@@ -43,6 +44,7 @@ class DbRestoreResult:
     tables: dict
     open_by: tuple[tuple[int, str], ...] = ()  # (pid, command) of processes that had the old file open
     forced_while_busy: bool = False  # --force over a connection's write transaction: its commit is lost
+    work_folders: tuple[dict, ...] = ()  # leftovers of killed runs beside the database
 
 
 def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
@@ -213,9 +215,9 @@ def _extract_and_check(archive: str, work: str, identity_file: str | None = None
     return res.metadata or {}, _check_extracted(res, work)
 
 
-def _work_dir(near: str, label: str) -> str:
-    parent = near if os.path.isdir(near) and os.access(near, os.W_OK) else None
-    return tempfile.mkdtemp(prefix=f".{label}.verify-", dir=parent)
+def _work_dir(near: str, label: str) -> WorkDir:
+    parent = near if os.path.isdir(near) and os.access(near, os.W_OK) else tempfile.gettempdir()
+    return create_work_dir(label, "verify", parent=parent)
 
 
 def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None) -> list[VerifyReport]:
@@ -234,11 +236,11 @@ def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None) ->
         if identity_file is None and is_encrypted(path):
             reports.append(verify_ciphertext(path))
             continue
-        work = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
+        wd = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
         try:
-            meta, errors = _extract_and_check(path, work, identity_file)
+            meta, errors = _extract_and_check(path, wd.tree, identity_file)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            wd.remove()
         reports.append(VerifyReport(path, not errors, tuple(errors), meta))
     return reports
 
@@ -338,7 +340,9 @@ def db_restore(
     live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
     parent = os.path.dirname(live)
     os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(live)}.restore-", dir=parent)
+    swept = sweep(parent)
+    wd = create_work_dir(live)
+    work = wd.tree
     try:
         meta, errors = _extract_and_check(archive, work, identity_file)
         if errors:
@@ -386,6 +390,6 @@ def db_restore(
                 os.unlink(side)
         os.rename(new, live)
         fsync_dir(parent)
-        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live), open_by, bool(busy))
+        return DbRestoreResult(live, archive, safety, from_sql, _sq.table_counts(live), open_by, bool(busy), tuple(swept))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        wd.remove()

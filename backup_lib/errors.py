@@ -26,6 +26,7 @@ __all__ = [
     "IntegrityError",
     "UnsafeArchiveError",
     "TargetNotEmptyError",
+    "TargetConflictError",
     "LockedError",
     "DatabaseError",
     "RemoteError",
@@ -71,6 +72,11 @@ class NotFoundError(BackupError):
 
 class TargetNotEmptyError(BackupError):
     """A restore target already holds files and --force was not given."""
+
+
+class TargetConflictError(BackupError):
+    """A --force restore would replace a folder of the target by a file or a
+    symlink, or a file of the target by a folder: nothing is restored."""
 
 
 class DatabaseError(BackupError):

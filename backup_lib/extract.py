@@ -14,6 +14,12 @@ Checks on every member, before anything is written:
 
 At the end: every member's size and SHA-256 equal the manifest, nothing
 missing or extra, and ``project_hash`` recomputed equal to the metadata's.
+
+Symlinks are made last, once it is known where they lead
+(:func:`resolve_link`, :func:`decide_links`): a restore judges them
+against the tree it will leave, target included (``defer_finish`` and
+:func:`finish_extraction`); an extraction into a fresh folder (a database
+restore) judges them among the archive's own members.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from typing import Callable
 from .archive import CHUNK, ArchiveReader, iter_manifest, parse_metadata, project_hash_line
 from .selection import tree_key
 from .errors import BackupError, IntegrityError, NotABackupError, UnsafeArchiveError
+from .report import display_path
 from .wildmatch import PatternList
 
-__all__ = ["ScanResult", "scan_archive", "link_stays_inside"]
+__all__ = ["ScanResult", "scan_archive", "finish_extraction", "resolve_link", "decide_links", "link_stays_inside", "OUTSIDE", "LOOP"]
 
 _MAX_LINK_DEPTH = 40
 _ZERO_CHUNK = bytes(CHUNK)
@@ -60,6 +67,11 @@ class ScanResult:
     outside_links: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     bytes_read: int = 0
+    # What the archive holds: path -> "dir" | "file" | "symlink" | "hardlink"
+    # (directories implied by a member's path included).
+    kinds: dict[str, str] = field(default_factory=dict, repr=False)
+    # With defer_finish: (times of directories and symlinks, symlinks, directory modes).
+    pending: tuple | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -80,13 +92,33 @@ def _components(name: str) -> list[str]:
     return parts
 
 
-def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> bool:
-    """Does a symlink at ``link_path`` (archive-relative) resolve inside the
-    root, following the archive's other symlinks lexically?"""
-    if target.startswith("/"):
-        return False
+# What a path is in the tree a restore leaves: (kind, link text, whether the
+# restore itself provides it).  kind: "dir", "file", "symlink" or "missing".
+Lookup = Callable[[str], "tuple[str, str | None, bool]"]
+
+OUTSIDE, LOOP = "outside", "loop"
+
+
+def resolve_link(link_path: str, text: str, lookup: Lookup, max_hops: int = _MAX_LINK_DEPTH) -> tuple[str | None, set[str]]:
+    """Where does a symlink at ``link_path`` (relative to the root) with
+    ``text`` lead, in the tree ``lookup`` describes?  Component by
+    component, as the kernel resolves it: a directory is entered, a symlink
+    is replaced by its text (absolute text, or ``..`` above the root, means
+    outside), and below a component that is missing or not a directory the
+    rest is taken lexically (it may exist later), so ``missing/../up`` is
+    still looked at.  Returns (None, used) when it stays inside, (OUTSIDE,
+    used) or (LOOP, used) (more than ``max_hops`` links: a loop, or a chain
+    the kernel would refuse as one); ``used`` holds the links provided by
+    the restore that were followed."""
+    used: set[str] = set()
+    if text.startswith("/"):
+        return OUTSIDE, used
     stack = link_path.split("/")[:-1]
-    todo = [p for p in target.split("/")][::-1]
+    paths = []  # paths[i]: "/".join(stack[: i + 1])
+    for part in stack:
+        paths.append(paths[-1] + "/" + part if paths else part)
+    real = len(stack)  # stack[:real] are directories of the tree; below them: lexical
+    todo = text.split("/")[::-1]
     hops = 0
     while todo:
         part = todo.pop()
@@ -94,21 +126,76 @@ def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> boo
             continue
         if part == "..":
             if not stack:
-                return False
+                return OUTSIDE, used
             stack.pop()
+            paths.pop()
+            real = min(real, len(stack))
             continue
+        here = paths[-1] + "/" + part if paths else part
         stack.append(part)
-        here = "/".join(stack)
-        if here in links:
+        paths.append(here)
+        if real < len(stack) - 1:
+            continue  # below something missing: nothing to look up
+        kind, nxt, ours = lookup(here)
+        if kind == "dir":
+            real = len(stack)
+        elif kind == "symlink":
             hops += 1
-            if hops > _MAX_LINK_DEPTH:
-                return False
-            nxt = links[here]
+            if hops > max_hops:
+                return LOOP, used
+            if ours:
+                used.add(here)
             if nxt.startswith("/"):
-                return False
+                return OUTSIDE, used
             stack.pop()
-            todo.extend(p for p in reversed(nxt.split("/")))
-    return True
+            paths.pop()
+            todo.extend(nxt.split("/")[::-1])
+    return None, used
+
+
+def link_stays_inside(link_path: str, target: str, links: dict[str, str]) -> bool:
+    """Does a symlink at ``link_path`` (archive-relative) resolve inside the
+    root of a tree that holds only the archive (``links``: its symlinks)?"""
+
+    def lookup(path):
+        nxt = links.get(path)
+        return ("symlink", nxt, True) if nxt is not None else ("dir", None, True)
+
+    return resolve_link(link_path, target, lookup)[0] is None
+
+
+def decide_links(candidates: dict[str, str], lookup_rest: Lookup, *, max_hops: int = _MAX_LINK_DEPTH) -> tuple[dict[str, str], dict[str, str]]:
+    """Which of the symlinks a restore would create (``candidates``: path ->
+    text) lead outside its root or loop, resolved through each other and
+    through ``lookup_rest`` (everything else of the final tree).  A link
+    that leads through a refused one is refused with it: so every link
+    created resolves in the final tree exactly as it was judged.  Returns
+    (accepted, refused: path -> OUTSIDE | LOOP)."""
+    refused: dict[str, str] = {}
+    users: dict[str, set[str]] = {}  # link -> links resolved through it
+
+    def lookup(path):
+        nxt = candidates.get(path)
+        if nxt is not None:
+            return "symlink", nxt, True
+        return lookup_rest(path)
+
+    for path, text in candidates.items():
+        verdict, used = resolve_link(path, text, lookup, max_hops)
+        for u in used:
+            if u != path:
+                users.setdefault(u, set()).add(path)
+        if verdict is not None:
+            refused[path] = verdict
+    todo = list(refused)
+    while todo:
+        path = todo.pop()
+        for user in users.pop(path, ()):
+            if user not in refused:
+                refused[user] = refused[path]
+                todo.append(user)
+    accepted = {p: t for p, t in candidates.items() if p not in refused}
+    return accepted, refused
 
 
 def _selected(includes: PatternList | None, parts: list[str], is_dir: bool, cache: dict) -> bool:
@@ -224,13 +311,17 @@ def scan_archive(
     progress: Callable[[int, int], None] | None = None,
     identity_file: str | None = None,
     stream=None,
+    defer_finish: bool = False,
 ) -> ScanResult:
     """Verify ``archive``; with ``dest`` (a new empty directory) also extract.
     ``identity_file`` opens an encrypted archive; ``stream`` gives the
     archive's bytes (a remote object) instead of reading the path.
 
     Unsafe members raise :class:`UnsafeArchiveError` at once; verification
-    failures are collected in ``result.errors``.
+    failures are collected in ``result.errors``.  Symlinks, directory times
+    and modes come last: judged against the archive alone, or, with
+    ``defer_finish``, left to the caller (:func:`finish_extraction`), who
+    judges them against the tree the restore will leave.
     """
     scan = _Scan(archive, dest, includes, progress)
     reader = ArchiveReader(archive, identity_file=identity_file, stream=stream)
@@ -244,6 +335,7 @@ def scan_archive(
     if scan.writers is not None:
         scan.writers.finish()
     res = scan.res
+    res.kinds = scan.kinds
     if reader.metadata_bytes is None or reader.manifest_bytes is None:
         raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
@@ -266,7 +358,9 @@ def scan_archive(
     except IntegrityError as exc:
         res.errors.append(str(exc))
     if dest is not None:
-        _finish(res, dest, later, scan.symlinks, scan.dir_modes, allow_outside_links)
+        res.pending = (later, scan.symlinks, scan.dir_modes)
+        if not defer_finish and not res.errors:
+            _finish_alone(res, dest, allow_outside_links)
     return res
 
 
@@ -547,25 +641,67 @@ class _Errors:
             self._target.append(f"... and {self._more} more errors")
 
 
-def _finish(res, dest, later: list, symlinks, dir_modes, allow_outside_links) -> None:
-    """After every file is written: symlinks, then the times of symlinks and
-    directories, then directory modes."""
+def _finish_alone(res: ScanResult, dest: str, allow_outside_links: bool) -> None:
+    """Finish an extraction into a fresh folder that holds the archive
+    alone (a database's work folder): links judged among themselves."""
+    _later, symlinks, _modes = res.pending
+    links = dict(symlinks)
+    kinds = res.kinds
+
+    def rest(path):
+        kind = kinds.get(path)
+        if kind is None or kind == "symlink":
+            return "missing", None, False
+        return ("dir" if kind == "dir" else "file"), None, True
+
+    refused = {} if allow_outside_links else decide_links(links, rest)[1]
+    for path, verdict in refused.items():
+        (res.outside_links if verdict == OUTSIDE else res.skipped).append(refusal(path, links[path], verdict))
+    finish_extraction(res, dest, [(p, t) for p, t in symlinks if p not in refused])
+
+
+def refusal(path: str, text: str, verdict: str) -> dict:
+    """How a refused link is reported: outward links in ``outside_links``
+    ({path, target}), loops in ``skipped`` ({path, reason})."""
+    if verdict == OUTSIDE:
+        return {"path": path, "target": text}
+    return {"path": path, "reason": f"symlink -> {display_path(text)}: a symlink loop (or a chain of more than {_MAX_LINK_DEPTH} links)"}
+
+
+def finish_extraction(res: ScanResult, dest: str, links, keep_dirs: set[str] | None = None) -> None:
+    """After every file is written: the symlinks decided on (``links``:
+    (path, text) pairs), then (with ``keep_dirs``) the removal of folders
+    that lead to nothing restored, then the times of symlinks and
+    directories, then directory modes (deepest first)."""
     if res.errors:
         return
-    links = {path: target for path, target in symlinks}
+    later, _symlinks, dir_modes = res.pending
     made = set()
-    for path, target in symlinks:
-        if not allow_outside_links and not link_stays_inside(path, target, links):
-            res.outside_links.append({"path": path, "target": target})
-            continue
+    for path, target in links:
         os.symlink(target, os.path.join(dest, path))
         res.written.append(path)
         made.add(path)
+    if keep_dirs is not None:
+        dropped = [p for p, k in res.kinds.items() if k == "dir" and p not in keep_dirs]
+        for path in sorted(dropped, key=lambda p: p.count("/"), reverse=True):
+            os.rmdir(os.path.join(dest, path))
+
+    def kept(path):
+        return keep_dirs is None or path in keep_dirs
+
     for path, kind, ns in later:
-        if path in made or (kind == "dir" and path in dir_modes):
+        if path in made or (kind == "dir" and path in dir_modes and kept(path)):
             _set_time(dest, path, ns)
     for path in sorted(dir_modes, key=lambda p: p.count("/"), reverse=True):
-        os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
+        if kept(path):
+            os.chmod(os.path.join(dest, path), dir_modes[path], follow_symlinks=False)
+
+
+# utimensat(2) takes seconds as a time_t: a manifest's mtime_ns beyond that
+# is clamped to its limit (the file system then clamps to its own range, as
+# it does for any time it cannot store).
+_NS_MAX = (2**63 - 1) * 10**9 + 999_999_999
+_NS_MIN = -(2**63) * 10**9
 
 
 def _pathconf(where: str, name: str, default: int) -> int:
@@ -577,7 +713,11 @@ def _pathconf(where: str, name: str, default: int) -> int:
 
 
 def _set_time(dest: str, path: str, ns: int) -> None:
+    ns = min(max(ns, _NS_MIN), _NS_MAX)
     try:
         os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
+    except OverflowError:  # a platform with a 32-bit time_t
+        ns = min(max(ns, -(2**31) * 10**9), (2**31 - 1) * 10**9)
+        os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
     except OSError as exc:
-        raise BackupError(f"cannot set the time of {path}: {exc.strerror}") from None
+        raise BackupError(f"cannot set the time of {display_path(path)}: {exc.strerror}") from None

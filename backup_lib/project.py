@@ -15,6 +15,7 @@ from .metadata import common_metadata, database_info, now_utc
 from .retention import Backup, Decision, KeepPolicy, check_retention_args, plan_retention
 from .selection import select_files
 from .store import BACKUP_TYPES, BackupStore, default_backup_dir, read_metadata
+from .workdir import sweep, sweep_paths
 
 __all__ = [
     "CreateResult",
@@ -49,6 +50,7 @@ class CreateResult:
     dry_run: bool = False
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # one line each, for stderr: a database left out, why a full backup was written, …
+    work_folders: tuple[dict, ...] = ()  # leftovers of killed restores: removed, or left alone and why
 
     @property
     def incomplete(self) -> bool:
@@ -136,6 +138,11 @@ def create_backup(
                 warnings.append(why)
         started_ns = time.time_ns()
         selection = select(parent is not None)  # an incremental compares lstat with the parent's records
+        # Work folders of killed restores: in the tree (never selected) and in
+        # the backup folders (db.verify's); those whose owner is gone go.
+        swept = sweep_paths(selection.work_dirs)
+        for d in dict.fromkeys([backup_dir, *backup_dirs]):
+            swept += sweep(d)
         inc = None
         if parent is not None:
             inc = Incremental(parent.priors, started_ns=parent.started_ns, rehash=rehash,
@@ -180,7 +187,7 @@ def create_backup(
         )
     if progress is not None:
         progress.done()
-    return CreateResult(final, metadata, warnings=tuple(warnings))
+    return CreateResult(final, metadata, warnings=tuple(warnings), work_folders=tuple(swept))
 
 
 def _incremental_mode(value, full: bool) -> str:

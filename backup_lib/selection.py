@@ -3,8 +3,9 @@
 Precedence, highest first:
 
 1. always left out: every ``.git``, the backup directories (the one being
-   written to, both defaults, every configured one), FIFOs, sockets and
-   devices (never opened);
+   written to, both defaults, every configured one), the work folders of
+   restores (``.NAME.restore-XXXXXXXX``, see :mod:`backup_lib.workdir`),
+   FIFOs, sockets and devices (never opened);
 2. ``--exclude`` patterns (gitignore syntax, relative to the root);
 3. ``--include`` patterns: re-include what the rules below drop;
 4. default excludes (``.venv``, ``node_modules``, ``*.pyc`` …, and the
@@ -29,6 +30,7 @@ from typing import Iterable
 from . import git as _git
 from .errors import NotFoundError
 from .wildmatch import PatternList, QuickReject, parse_lines, read_ignore_file
+from .workdir import is_work_dir_name
 
 __all__ = ["DEFAULT_EXCLUDES", "Entry", "Selection", "select_files", "tree_key"]
 
@@ -88,6 +90,7 @@ class Selection:
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason)
     gitignore_patterns: tuple[str, ...] = ()
     excluded_patterns: tuple[str, ...] = ()
+    work_dirs: tuple[str, ...] = ()  # work folders of restores met on the walk (absolute), never selected
     files: tuple[Entry, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +225,7 @@ def select_files(
     entries: list[tuple[bytes, Entry]] = []
     skipped: list[tuple[str, str]] = []
     nested_tops: list[str] = []
+    work_dirs: list[str] = []
     always_b = {os.fsencode(p) for p in always_paths}
     default_b = {os.fsencode(p) for p in default_paths}
     has_user_exclude = bool(user_exclude.patterns)
@@ -279,6 +283,9 @@ def select_files(
             if rel in always_b:
                 continue
             is_dir = kind == "dir"
+            if is_dir and name[:1] == b"." and is_work_dir_name(name):
+                work_dirs.append(decode(child.path))  # a restore's, killed or running: never in a backup
+                continue
             brel = prefix + rel if prefix else rel
             if has_user_exclude and user_exclude.excludes(brel, name, is_dir):
                 continue
@@ -327,6 +334,7 @@ def select_files(
         skipped=tuple(skipped),
         gitignore_patterns=tuple(dict.fromkeys(gitignore_seen)),
         excluded_patterns=tuple(excluded_patterns),
+        work_dirs=tuple(work_dirs),
     )
 
 
@@ -348,7 +356,7 @@ def _add_tracked_ignored(root, repo, nested_tops, entries, out, user_exclude, de
             if top_rel is None and any(rel == n or rel.startswith(n + "/") for n in nested_tops):
                 continue  # the nested repository's own rules decide
             parts = rel.split("/")
-            if ".git" in parts:
+            if ".git" in parts or any(is_work_dir_name(p) for p in parts[:-1]):
                 continue
             blocked = False
             for depth in range(1, len(parts) + 1):

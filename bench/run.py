@@ -39,6 +39,8 @@ INVOKE = [PY, "-m", "invoke", "-r", REPO]
 
 
 TIME = shutil.which("time") or "/usr/bin/time"
+FORCE_CASE = "ours restore --force over an existing copy"
+EMPTY_CASE = "ours restore into an empty folder"
 
 
 def run(cmd, *, cwd=None, shell=False) -> tuple[float, int, float]:
@@ -231,6 +233,19 @@ def project_scale(b: Bench, scale: str, work: str, notes: list[str]) -> None:
         "ours restore": lambda: run([*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", fresh_target(False)]),
         "tar -xzf": lambda: run(f"tar -xzf {shlex.quote(archive)} -C {shlex.quote(fresh_target(True))}", shell=True),
     }, target="no slower than tar -xzf" + ("; < 150 MB RSS" if scale == "c" else ""))
+    # --force over a copy already there: every file is replaced (and the old
+    # ones removed).  The copy is restored before each run, untimed.
+    existing: dict[str, str] = {}
+
+    def restore_existing(name):
+        if name == FORCE_CASE:
+            existing[name] = fresh_target(False)
+            run([*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", existing[name]])
+
+    b.compare(scale, "restore --force", {
+        FORCE_CASE: lambda: run([*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", existing[FORCE_CASE], "--force"]),
+        EMPTY_CASE: lambda: run([*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", fresh_target(False)]),
+    }, prepare=restore_existing, target="within 2x of a restore into an empty folder")
     for path in targets:
         shutil.rmtree(path, ignore_errors=True)
     b.compare(scale, "verify", {
@@ -778,6 +793,9 @@ def verdicts(rows: list[dict]) -> list[str]:
         r = ratio(med(scale, "verify", "ours verify"), tar)
         if r is not None:
             judge(f"{scale}: verify no slower than tar -tzf + sha256sum", r <= 1.0, f"{r:.2f}x" + (startup(tar) if r > 1 else ""))
+        r = ratio(med(scale, "restore --force", FORCE_CASE), med(scale, "restore --force", EMPTY_CASE))
+        if r is not None:
+            judge(f"{scale}: restore --force over an existing tree within 2x of into an empty folder", r <= 2.0, f"{r:.2f}x")
         lst = med(scale, "list 50 backups", "ours list")
         if lst and scale == "c":
             judge("c: list of 50 backups under 1 s", lst["median_s"] < 1, f"{lst['median_s']:.2f} s")

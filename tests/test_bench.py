@@ -147,3 +147,11 @@ def test_incremental_and_encryption_targets_judged(bench):
     assert verdict(lines, "c: 100 of 100,000 files changed, >= 10x faster than a full zst create").endswith("| met | 11.0x |")
     assert verdict(lines, "c: that incremental under 1% of the full's size").endswith("| met | 0.127% |")
     assert verdict(lines, "c: encryption adds at most 15% to create").endswith("| NOT met | +20% |")
+
+
+def test_restore_force_judged_against_a_restore_into_an_empty_folder(bench):
+    label = "c: restore --force over an existing tree within 2x of into an empty folder"
+    lines = bench.verdicts([row("c", "restore --force", bench.FORCE_CASE, 30.0), row("c", "restore --force", bench.EMPTY_CASE, 14.0)])
+    assert "NOT met | 2.14x" in verdict(lines, label)
+    lines = bench.verdicts([row("c", "restore --force", bench.FORCE_CASE, 20.0), row("c", "restore --force", bench.EMPTY_CASE, 14.0)])
+    assert "| met | 1.43x" in verdict(lines, label)

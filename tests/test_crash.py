@@ -82,3 +82,132 @@ def test_sigkill_during_restore_leaves_no_half_tree(big_project, tmp_path):
             assert not target.exists(), "an interrupted restore left a partial tree in the target"
         else:
             assert len(list(target.rglob("*.bin"))) == 80
+
+
+# ------------------------------------------- work folders of killed runs (issue 11, item 5)
+
+
+def killed_restore(archive, target, script=RESTORE, extra=()):
+    """Start a restore in a real process, SIGKILL it while it writes into its
+    work folder, and return that folder."""
+    parent, name = os.path.split(str(target))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(REPO), str(archive), str(target), *extra], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "start"
+    deadline = time.monotonic() + 60
+    while True:
+        found = [n for n in os.listdir(parent) if n.startswith(f".{name}.restore-")]
+        # mid-extraction: something of the archive is in it (in tree/, or directly in older versions)
+        if found and any(os.path.exists(os.path.join(parent, found[0], *sub)) for sub in (("tree", "data"), ("data",), ("tree", "app.db"), ("app.db",))):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the restore ended before it could be killed")
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return os.path.join(parent, found[0])
+
+
+def test_killed_restore_folder_is_removed_and_reported_by_the_next_restore(big_project, tmp_path):
+    import json
+
+    from helpers import run_cli
+
+    path = create_backup(str(big_project), compression="none", backup_dir=str(tmp_path / "bk")).backup_path
+    left = killed_restore(path, tmp_path / "target")
+    assert os.path.isdir(left) and not (tmp_path / "target").exists()
+    # The next restore (of anything, to anywhere in that folder) cleans up and says so.
+    code, out, err = run_cli(["backup.restore", "--backup-path", path, "--target-path", str(tmp_path / "other"), "--json"])
+    assert code == 0, err
+    notes = json.loads(out)["work_folders"]
+    assert [(n["path"], n["removed"]) for n in notes] == [(left, True)] and "has ended" in notes[0]["reason"]
+    assert not os.path.exists(left)
+    left = killed_restore(path, tmp_path / "target")
+    code, out, err = run_cli(["backup.restore", "--backup-path", path, "--target-path", str(tmp_path / "target")])
+    assert code == 0 and f"warning: removed {left}: left by a run that is gone" in err
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
+
+
+DB_RESTORE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from backup_lib.database import db_restore
+print("start", flush=True)
+db_restore(sys.argv[2], root=sys.argv[4], db_path=sys.argv[3])
+print("done", flush=True)
+"""
+
+
+def test_killed_db_restore_folder_is_removed_by_the_next_db_restore(tmp_path):
+    import sqlite3
+
+    from backup_lib.database import db_backup, db_restore
+
+    root = tmp_path / "app"
+    root.mkdir()
+    db = root / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.executemany("INSERT INTO blobs (data) VALUES (?)", [(os.urandom(1 << 16),) for _ in range(800)])  # 50 MB
+    conn.commit()
+    conn.close()
+    archive = db_backup(str(root), db_path=str(db), sql_dump=False, compression="none").backup_path
+    left = killed_restore(archive, db, script=DB_RESTORE, extra=(str(root),))
+    assert os.path.isdir(left)
+    res = db_restore(archive, root=str(root), db_path=str(db))
+    assert [(n["path"], n["removed"]) for n in res.work_folders] == [(left, True)]
+    assert not [n for n in os.listdir(root) if ".restore-" in n]
+
+
+def test_create_never_selects_work_folders_and_removes_those_of_killed_runs(big_project, tmp_path):
+    import json
+    import tarfile
+
+    from helpers import run_cli
+
+    archive = create_backup(str(big_project), compression="none", backup_dir=str(tmp_path / "bk")).backup_path
+    proj = tmp_path / "proj"
+    write_tree(proj, {"app.py": "x = 1\n"})
+    dead = killed_restore(archive, proj / "restored")  # a restore into the project, killed
+    other_host = proj / "sub" / ".x.restore-abcd1234"
+    write_tree(other_host, {"owner.json": json.dumps({"host": "some-other-host", "pid": 1}), "tree/big.bin": "data"})
+    legacy = proj / ".y.restore-legacy00"  # an older version's: no owner record
+    write_tree(legacy, {"data/old.bin": "data"})
+    os.utime(legacy, (0, 0))
+
+    code, out, err = run_cli(["backup.create", "--project-root", str(proj), "--dry-run", "--json"])
+    assert code == 0 and json.loads(out)["files"] == ["app.py"]
+    assert os.path.isdir(dead), "a dry run removes nothing"
+
+    code, out, err = run_cli(["backup.create", "--project-root", str(proj), "--json"])
+    assert code == 0, err
+    made = json.loads(out)
+    notes = {n["path"]: n for n in made["work_folders"]}
+    assert notes[dead]["removed"] is True and not os.path.exists(dead)
+    assert notes[str(other_host)]["removed"] is False and "some-other-host" in notes[str(other_host)]["reason"]
+    assert notes[str(legacy)]["removed"] is False and "no owner record" in notes[str(legacy)]["reason"]
+    assert os.path.isdir(other_host) and os.path.isdir(legacy)
+    with tarfile.open(made["backup_path"]) as tf:
+        names = tf.getnames()
+    assert not [n for n in names if ".restore-" in n], names
+    code, _, err = run_cli(["backup.create", "--project-root", str(proj)])
+    assert code == 0 and f"warning: left alone {other_host}: owned by host 'some-other-host'" in err
+
+
+def test_owner_judgement():
+    from backup_lib.workdir import owner_gone
+
+    rec = {"host": "h", "pid": 42, "start": 1000, "boot_id": "b1"}
+
+    def running(start):
+        return lambda pid: start
+
+    def ended(pid):
+        raise ProcessLookupError(pid)
+
+    assert owner_gone(rec, host="h", boot_id="b1", start_of=running(1000)) is None  # still running
+    assert "has ended" in owner_gone(rec, host="h", boot_id="b1", start_of=ended)
+    assert "another process" in owner_gone(rec, host="h", boot_id="b1", start_of=running(2000))  # pid reused
+    assert "restarted" in owner_gone(rec, host="h", boot_id="b2", start_of=running(1000))
+    assert owner_gone(rec, host="elsewhere", boot_id="b1", start_of=ended) is None  # not ours to judge
+    assert owner_gone({"host": "h"}, host="h", boot_id="b1", start_of=ended) is None  # no pid: no judgement

@@ -281,3 +281,46 @@ def test_outside_symlinks_skipped_by_default(tmp_path, sentinel):
     assert {l["path"] for l in json.loads(out_json)["outside_links"]} == {"media", "d/up", "chain1", "chain2"}
     res = restore_backup(path, str(tmp_path / "out3"), allow_outside_links=True)
     assert res.outside_links == () and os.readlink(tmp_path / "out3" / "media") == str(sentinel)
+
+
+# ----------------------------------------------------- partial restores, targets
+
+
+def test_include_creates_only_the_folders_that_lead_to_what_is_restored(tmp_path):
+    root = tmp_path / "p"
+    write_tree(root, {"app/a.py": "a", "app/b.txt": "b", "docs/x.md": "x", "docs/sub/empty/": None, "other/deep/dir/": None,
+                      "other/deep/f.txt": "f", "empty/": None, "top.py": "t"})
+    path = create_backup(str(root), backup_dir=str(tmp_path / "bk")).backup_path
+
+    def tree(d):
+        return sorted(p.relative_to(d).as_posix() + ("/" if p.is_dir() else "") for p in d.rglob("*"))
+
+    out = tmp_path / "none"
+    code, stdout, err = run_cli(["backup.restore", "--backup-path", path, "--target-path", str(out), "--include", "nomatch/"])
+    assert code == 0 and "Restored 0 paths" in stdout
+    assert tree(out) == []
+    out = tmp_path / "docs"
+    restore_backup(path, str(out), include=["docs/"])
+    assert tree(out) == ["docs/", "docs/sub/", "docs/sub/empty/", "docs/x.md"]
+    out = tmp_path / "py"
+    restore_backup(path, str(out), include=["*.py"])
+    assert tree(out) == ["app/", "app/a.py", "top.py"]
+    # the same with --force into a target that has other folders: none added
+    out = tmp_path / "force"
+    write_tree(out, {"mine/": None})
+    restore_backup(path, str(out), include=["*.py"], force=True)
+    assert tree(out) == ["app/", "app/a.py", "mine/", "top.py"]
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
+
+
+def test_target_whose_parent_is_a_file(tmp_path):
+    root = tmp_path / "p"
+    write_tree(root, {"a": "1"})
+    path = create_backup(str(root), backup_dir=str(tmp_path / "bk")).backup_path
+    (tmp_path / "afile").write_text("x")
+    for target in (tmp_path / "afile" / "t", tmp_path / "afile" / "deeper" / "t"):
+        code, _, err = run_cli(["backup.restore", "--backup-path", path, "--target-path", str(target)])
+        assert code == 2 and f"{tmp_path / 'afile'} is a file, not a folder" in err, err
+        assert "File exists" not in err
+    assert (tmp_path / "afile").read_text() == "x"
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]

@@ -1,0 +1,419 @@
+"""Restores of archives written by hand, as an attacker would (tests/forge.py:
+every manifest line, hash and seal correct, so they pass verification and
+reach the restore's own checks), into targets that already hold things.
+
+Every case checks: the exit code, that nothing outside the target changed,
+that no link the restore made resolves outside the target, and that no
+``.restore-`` work folder is left behind.
+"""
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from conftest import write_tree
+from forge import dir, file, forge, symlink
+from helpers import run_cli
+
+# ------------------------------------------------------------------ helpers
+
+
+def walk(root):
+    """Every path below root (relative), without recursion and without
+    following links: trees here are deeper than Python's recursion limit."""
+    root = os.fsencode(str(root))
+    out = []
+    stack = [b""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            for e in it:
+                sub = os.path.join(rel, e.name) if rel else e.name
+                out.append(sub)
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(sub)
+    return out
+
+
+def state(root):
+    """Type, content or link text, and mode of every path below root."""
+    root_b = os.fsencode(str(root))
+    out = {}
+    for rel in walk(root):
+        full = os.path.join(root_b, rel)
+        st = os.lstat(full)
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("symlink", os.readlink(full))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+        else:
+            with open(full, "rb") as fh:
+                out[rel] = ("file", fh.read())
+    return out
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """Beside every target: what no restore may change."""
+    d = tmp_path / "outside"
+    write_tree(d, {"victim": "keep", "etc/passwd": "root:x:0:0\n"})
+    return d
+
+
+def links_escaping(target, before=()):
+    """Symlinks in target (not among ``before``, the user's own) whose
+    resolution leaves it."""
+    real = os.path.realpath(target)
+    bad = []
+    for rel in walk(target):
+        full = os.path.join(os.fsencode(str(target)), rel)
+        if os.path.islink(full) and rel not in before:
+            dest = os.path.realpath(full)
+            if os.path.commonpath([real, os.fsdecode(dest)]) != real:
+                bad.append((rel, os.readlink(full), dest))
+    return bad
+
+
+def leftovers(*dirs):
+    return [n for d in dirs for n in os.listdir(d) if ".restore-" in n]
+
+
+def restore(archive, target, *args):
+    return run_cli(["backup.restore", "--backup-path", str(archive), "--target-path", str(target), *args])
+
+
+def check_safe(tmp_path, target, outside, outside_before, user_links=()):
+    assert state(outside) == outside_before, "something outside the target changed"
+    assert links_escaping(target, user_links) == []
+    assert leftovers(tmp_path, target) == []
+
+
+# --------------------------------------------- links through the target's own links
+
+
+@pytest.mark.parametrize("compression", ["none", "gz"])
+def test_force_links_through_a_symlink_already_in_the_target(tmp_path, outside, compression):
+    """The issue's case: the target holds lnk -> ../outside; the archive's
+    links are harmless on their own but lead through it."""
+    archive = tmp_path / f"a.tar{'.gz' if compression == 'gz' else ''}"
+    forge(archive, [file("f", b"new"), symlink("via", "lnk/victim"), dir("pre"), symlink("d", "pre/../lnk"),
+                    symlink("deep", "pre/./../lnk/etc/passwd"), symlink("fine", "pre/../f")], compression=compression)
+    target = tmp_path / "t"
+    target.mkdir()
+    os.symlink("../outside", target / "lnk")
+    before = state(outside)
+
+    code, out, err = restore(archive, target, "--dry-run")
+    assert code == 3
+    assert "create  via" not in out and "create  d\n" not in out and "create  fine" in out
+    assert "symlink via -> lnk/victim points outside the target" in err
+
+    code, out, err = restore(archive, target, "--force")
+    assert code == 3, err
+    for name in ("via", "d", "deep"):
+        assert f"symlink {name} -> " in err and not os.path.lexists(target / name)
+    assert os.readlink(target / "fine") == "pre/../f" and (target / "f").read_bytes() == b"new"
+    check_safe(tmp_path, target, outside, before, user_links={b"lnk"})
+
+
+def test_force_link_through_a_target_link_with_absolute_text(tmp_path, outside):
+    archive = tmp_path / "a.tar"
+    forge(archive, [symlink("x", "abs/victim"), symlink("y", "rel/x")])
+    target = tmp_path / "t"
+    target.mkdir()
+    os.symlink(str(outside), target / "abs")
+    os.mkdir(target / "rel")
+    before = state(outside)
+    code, _, err = restore(archive, target, "--force")
+    assert code == 3 and "symlink x -> abs/victim" in err
+    assert not os.path.lexists(target / "x")
+    # y -> rel/x: rel/x is nothing in the final tree, so y dangles inside: created.
+    assert os.readlink(target / "y") == "rel/x"
+    check_safe(tmp_path, target, outside, before, user_links={b"abs"})
+
+
+def test_include_after_an_earlier_restore_walks_through_links_it_created(tmp_path, outside):
+    """First restore: sub/up -> .. (inside, fine).  Second, --include x:
+    x -> sub/up/sub/up/../../outside/victim climbs out through the links the
+    first restore made, which this archive leaves out."""
+    first = tmp_path / "first.tar"
+    forge(first, [dir("sub"), symlink("sub/up", "..")])
+    second = tmp_path / "second.tar"
+    forge(second, [dir("sub"), symlink("sub/up", ".."), symlink("x", "sub/up/sub/up/../../outside/victim"),
+                   symlink("y", "sub/up/sub/up/sub")])
+    target = tmp_path / "t"
+    before = state(outside)
+    assert restore(first, target)[0] == 0
+    assert os.readlink(target / "sub" / "up") == ".."
+
+    code, out, err = restore(second, target, "--force", "--include", "x", "--include", "y", "--dry-run")
+    assert code == 3 and "create  x" not in out and "create  y" in out
+
+    code, _, err = restore(second, target, "--force", "--include", "x", "--include", "y")
+    assert code == 3 and "symlink x -> sub/up/sub/up/../../outside/victim points outside" in err
+    assert not os.path.lexists(target / "x")
+    assert os.readlink(target / "y") == "sub/up/sub/up/sub"
+    check_safe(tmp_path, target, outside, before)
+
+    # The same archive in full into an empty target: the links are judged among themselves.
+    code, _, err = restore(second, tmp_path / "t2")
+    assert code == 3 and not os.path.lexists(tmp_path / "t2" / "x")
+    check_safe(tmp_path, tmp_path / "t2", outside, before)
+
+
+def test_a_link_through_a_refused_link_is_refused_too(tmp_path, outside):
+    """chain1 -> chain2 -> out: chain1 is not left dangling where the
+    target has something of its own at chain2."""
+    archive = tmp_path / "a.tar"
+    forge(archive, [symlink("chain1", "chain2/victim"), symlink("chain2", "../outside")])
+    target = tmp_path / "t"
+    target.mkdir()
+    os.mkdir(target / "chain2")  # the user's folder: stays, chain2 is not created over it
+    before = state(outside)
+    code, _, err = restore(archive, target, "--force")
+    assert code == 3 and "symlink chain1" in err and "symlink chain2" in err
+    assert not os.path.lexists(target / "chain1") and os.path.isdir(target / "chain2")
+    check_safe(tmp_path, target, outside, before)
+
+
+# ------------------------------------------------------------------------ loops
+
+
+def test_links_that_loop_are_reported_as_loops(tmp_path, outside):
+    archive = tmp_path / "a.tar"
+    forge(archive, [symlink("a", "b"), symlink("b", "a"), symlink("self", "self"), symlink("ok", "a.txt"), file("a.txt", b"x"),
+                    symlink("viat", "tl")])
+    target = tmp_path / "t"
+    target.mkdir()
+    os.symlink("viat", target / "tl")  # the target's link back to an archive link: a loop between them
+    before = state(outside)
+    code, out, err = restore(archive, target, "--force", "--json")
+    assert code == 3
+    assert "points outside" not in err
+    skipped = {s["path"]: s["reason"] for s in json.loads(out)["skipped"]}
+    assert set(skipped) == {"a", "b", "self", "viat"} and all("symlink loop" in r for r in skipped.values())
+    assert json.loads(out)["outside_links"] == []
+    assert os.readlink(target / "ok") == "a.txt"
+    check_safe(tmp_path, target, outside, before, user_links={b"tl"})
+
+
+# ------------------------------------------------- --force: all or nothing
+
+
+CONFLICTS = {
+    # name: (what the target has, archive members, exit code, message)
+    "archive symlink over a target folder": ({"c/keep": "mine"}, [symlink("c", "z")], 1, "c is a folder in the target where the backup has a symlink"),
+    "archive file over a target folder": ({"c/keep": "mine"}, [file("c", b"x")], 1, "c is a folder in the target where the backup has a file"),
+    "archive folder over a target file": ({"c": "mine"}, [dir("c"), file("c/x", b"x")], 1, "c is a file in the target where the backup has a folder"),
+    "archive folder over a target symlink": ({"c": ("symlink", "../outside")}, [dir("c"), file("c/x", b"x")], 4, "c is a symlink in the target"),
+    "archive folder over a target symlink to a folder inside": ({"real/": None, "c": ("symlink", "real")}, [dir("c"), file("c/x", b"x")], 4,
+                                                             "would write through it"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFLICTS))
+def test_force_refuses_conflicts_before_moving_anything(tmp_path, outside, case):
+    have, members, code_wanted, message = CONFLICTS[case]
+    archive = tmp_path / "a.tar"
+    # Members that come before and after the conflict in every order: none may be moved in.
+    forge(archive, [file("a", b"new"), dir("b"), file("b/new", b"n"), *members, file("z", b"new z")])
+    target = tmp_path / "t"
+    write_tree(target, {"a": "old", "b/old": "o", **have})
+    before, before_target = state(outside), state(target)
+    code, _, err = restore(archive, target, "--force", "--dry-run")
+    assert code == code_wanted and message in err and "nothing restored" in err
+    code, _, err = restore(archive, target, "--force")
+    assert code == code_wanted and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "unexpected" not in err
+    assert state(target) == before_target, "a refused --force restore moved something in"
+    check_safe(tmp_path, target, outside, before, user_links=set(p for p, v in before_target.items() if v[0] == "symlink"))
+
+
+def test_force_counts_every_conflict(tmp_path):
+    archive = tmp_path / "a.tar"
+    forge(archive, [file("c1", b"x"), file("c2", b"x"), file("c3", b"x")])
+    target = tmp_path / "t"
+    write_tree(target, {"c1/a": "", "c2/a": "", "c3/a": ""})
+    code, _, err = restore(archive, target, "--force")
+    assert code == 1 and "(and 2 more conflicts)" in err
+
+
+def test_overlay_never_writes_through_a_symlink_swapped_in_after_the_checks(tmp_path, outside):
+    """The moves go through directory descriptors opened O_NOFOLLOW: a
+    folder replaced by a symlink between the plan and the move is not
+    followed (the plan is bypassed here to stage the race)."""
+    from backup_lib.errors import BackupError
+    from backup_lib.restore import _overlay
+
+    src = tmp_path / "src"
+    write_tree(src, {"d/evil": "x", "d/sub/evil2": "y", "top": "t"})
+    target = tmp_path / "t"
+    write_tree(target, {"top": "old"})
+    os.symlink(str(outside), target / "d")  # was a real folder when the plan looked
+    before = state(outside)
+    with pytest.raises(BackupError, match="changed in the target"):
+        _overlay(str(src), str(target), set())
+    assert state(outside) == before
+    target2 = tmp_path / "t2"
+    write_tree(target2, {"d/": None})
+    os.symlink(str(outside), target2 / "d" / "sub")
+    with pytest.raises(BackupError, match="changed in the target"):
+        _overlay(str(src), str(target2), set())
+    assert state(outside) == before
+
+
+def test_force_replaces_files_and_links_and_merges_folders(tmp_path, outside):
+    archive = tmp_path / "a.tar"
+    forge(archive, [dir("d", mode=0o750), file("d/f", b"new"), file("d/g", b"g"), dir("d/new"), file("d/new/x", b"x"),
+                    symlink("l", "d/f"), file("ro", b"r", mode=0o444)])
+    target = tmp_path / "t"
+    write_tree(target, {"d/f": "old", "d/mine": "keep", "ro": "old", "other/": None})
+    os.symlink("elsewhere", target / "l")
+    code, _, err = restore(archive, target, "--force")
+    assert code == 0, err
+    assert (target / "d" / "f").read_bytes() == b"new" and (target / "d" / "mine").read_text() == "keep"
+    assert (target / "d" / "new" / "x").read_bytes() == b"x" and os.readlink(target / "l") == "d/f"
+    assert stat.S_IMODE(os.stat(target / "d").st_mode) == 0o750
+    assert os.stat(target / "d").st_mtime_ns == 1_700_000_000 * 10**9
+    assert (target / "ro").read_bytes() == b"r" and stat.S_IMODE(os.stat(target / "ro").st_mode) == 0o444
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------- deep trees
+
+DEPTH = 1500  # one-character names: the deepest path stays within PATH_MAX
+
+
+def deep_members(depth=DEPTH, record=None):
+    parts = ["a"] * depth
+    members = [dir("/".join(parts[: i + 1])) for i in range(depth)]
+    members.append(file("/".join(parts) + "/f", b"bottom", record=record))
+    return members
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """tmp_path, emptied afterwards: pytest's own clean-up of old temporary
+    folders (shutil.rmtree) would hit the recursion limit on these trees."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", "--", *[str(tmp_path / n) for n in os.listdir(tmp_path)]], check=False)
+
+
+def test_deep_tree_restores_and_force_overlays_without_recursion(deep_tmp, outside):
+    tmp_path = deep_tmp
+    archive = tmp_path / "deep.tar.gz"
+    forge(archive, deep_members(), compression="gz")
+    target = tmp_path / "t"
+    before = state(outside)
+    code, _, err = restore(archive, target)
+    assert code == 0, err
+    code, _, err = restore(archive, target, "--force")
+    assert code == 0, err
+    bottom = os.path.join(str(target), *["a"] * DEPTH, "f")
+    with open(bottom, "rb") as fh:
+        assert fh.read() == b"bottom"
+    check_safe(tmp_path, target, outside, before)
+
+
+def test_deep_tree_that_fails_verification_leaves_nothing(deep_tmp, outside):
+    tmp_path = deep_tmp
+    bad = {"path": "/".join(["a"] * DEPTH) + "/f", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": 6, "sha256": "0" * 64}
+    archive = tmp_path / "deep-bad.tar"
+    members = deep_members()
+    records = [{"path": m.name.rstrip("/"), "type": "dir", "mode": 0o755, "mtime_ns": 0} for m in members[:-1]] + [bad]
+    forge(archive, members, records=records)
+    target = tmp_path / "t"
+    before = state(outside)
+    code, _, err = restore(archive, target)
+    assert code == 4 and "does not match its SHA-256" in err and "unexpected" not in err
+    assert not target.exists()
+    # and over an existing target, with --force
+    target.mkdir()
+    (target / "keep").write_text("k")
+    code, _, err = restore(archive, target, "--force")
+    assert code == 4 and "unexpected" not in err
+    assert os.listdir(target) == ["keep"]
+    check_safe(tmp_path, target, outside, before)
+
+
+# ----------------------------------------------------------------- times
+
+
+@pytest.mark.parametrize("mtime_ns", [10**30, -(10**30), 2**63, -(2**63) - 1])
+def test_mtime_out_of_range_is_clamped(tmp_path, outside, mtime_ns):
+    archive = tmp_path / "t.tar"
+    rec_f = {"path": "f", "type": "file", "mode": 0o644, "mtime_ns": mtime_ns, "size": 1, "sha256": "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}
+    rec_d = {"path": "d", "type": "dir", "mode": 0o755, "mtime_ns": mtime_ns}
+    rec_l = {"path": "l", "type": "symlink", "mode": 0o777, "mtime_ns": mtime_ns, "target": "f"}
+    forge(archive, [dir("d"), file("f", b"x"), symlink("l", "f")], records=[rec_d, rec_f, rec_l])
+    target = tmp_path / "t"
+    before = state(outside)
+    code, _, err = restore(archive, target)
+    assert code == 0, err
+    got = os.stat(target / "f").st_mtime_ns
+    assert (got > 0) == (mtime_ns > 0)  # clamped towards its own end of the range
+    assert (target / "f").read_bytes() == b"x"
+    check_safe(tmp_path, target, outside, before)
+
+
+# ------------------------------------------------------- names that forge output
+
+
+def test_display_path_quotes_like_git():
+    from backup_lib.report import display_path
+
+    assert display_path("plain/name.txt") == "plain/name.txt"
+    assert display_path("unicodé ñame") == "unicodé ñame"
+    assert display_path("new\nline") == '"new\\nline"'
+    assert display_path("\x1b[2J") == '"\\033[2J"'
+    assert display_path("bad\udcffname") == '"bad\\377name"'
+    assert display_path(b"bad\xffname") == '"bad\\377name"'
+    assert display_path('q"uote') == '"q\\"uote"'
+    assert display_path("back\\slash") == '"back\\\\slash"'
+    assert display_path("tab\there") == '"tab\\there"'
+    assert display_path("rtl\u202eexe.txt") == '"rtl\\342\\200\\256exe.txt"'
+    assert display_path("\x9b31m") == '"\\302\\23331m"'
+
+
+EVIL = ["x\ncreate  /etc/passwd", "\x1b[2J\x1b[H", "bidi\u202efdp.exe", "bad\udcffname"]
+
+
+def test_dry_run_and_warnings_quote_names(tmp_path):
+    archive = tmp_path / "evil.tar"
+    forge(archive, [file(n, b"x") for n in EVIL] + [symlink("out\x1b]0;pwned\x07", "../../etc/passwd")])
+    target = tmp_path / "t"
+    code, out, err = restore(archive, target, "--dry-run")
+    assert code == 3
+    lines = out.splitlines()
+    assert len(lines) == len(EVIL) and all(line.startswith("create  \"") for line in lines)
+    assert '"x\\ncreate  /etc/passwd"' in out and '"\\033[2J\\033[H"' in out and '"bad\\377name"' in out
+    assert "\x1b" not in out + err and "\x07" not in err and "\u202e" not in out
+    assert 'symlink "out\\033]0;pwned\\a" -> ../../etc/passwd points outside' in err
+    code, out, err = restore(archive, target)
+    assert code == 3 and "\x1b" not in out + err and len(err.strip().splitlines()) == 2
+    # JSON keeps the names exact
+    code, out, _ = restore(archive, tmp_path / "t2", "--dry-run", "--json")
+    assert set(json.loads(out)["restored"]) == set(EVIL)
+
+
+def test_create_dry_run_list_and_cleanup_quote_names(tmp_path):
+    root = tmp_path / "p\x1b[2Jroj"  # the project's own name ends up in every archive name
+    write_tree(root, {"ok.txt": "ok"})
+    names = ["x\nok.txt", *EVIL[1:]]  # file names: no "/"
+    for n in names:
+        with open(os.path.join(os.fsencode(str(root)), os.fsencode(n)), "wb") as fh:
+            fh.write(b"x")
+    code, out, err = run_cli(["backup.create", "--project-root", str(root), "--dry-run"])
+    assert code == 0 and len(out.splitlines()) == len(names) + 1
+    assert "\x1b" not in out and '"x\\nok.txt"' in out and "\nok.txt\n" in "\n" + out
+    bdir = tmp_path / "bk"
+    for _ in range(2):
+        code, out, err = run_cli(["backup.create", "--project-root", str(root), "--backup-dir", str(bdir)])
+        assert code == 0 and "\x1b" not in out + err
+    code, out, err = run_cli(["backup.list", "--backup-dir", str(bdir)])
+    assert code == 0 and "\x1b" not in out and '"p\\033[2Jroj_project_' in out
+    code, out, err = run_cli(["backup.cleanup", "--backup-dir", str(bdir), "--dry-run", "--project-root", str(root), "--max-backups", "1"])
+    assert code == 0 and "\x1b" not in out + err and 'would delete  "p\\033[2Jroj_project_' in out
