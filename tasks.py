@@ -603,6 +603,8 @@ def _show_info(path: str, json_: bool, identity_file: str | None = None) -> None
         "dry_run": "write nothing; list what would be written and what already exists there",
         "include": "restore only paths matching this gitignore pattern (repeatable)",
         "allow_outside_links": "recreate symlinks that point outside the target (never written through)",
+        "identity": IDENTITY_HELP,
+        "remote": REMOTE_HELP + ": read the backup (and its chain) from there, verified before anything reaches the target",
         "project_root": ROOT_HELP,
         "backup_dir": DIR_HELP,
         "json_": JSON_HELP,
@@ -611,17 +613,42 @@ def _show_info(path: str, json_: bool, identity_file: str | None = None) -> None
 )
 @_run
 def restore(c, backup_path=None, target_path=None, force=False, dry_run=False, include=None,
-            allow_outside_links=False, project_root=None, backup_dir=None, json_=False):
-    """Verify a backup and restore it into an empty (or --force'd) directory."""
+            allow_outside_links=False, identity=None, remote=None, project_root=None, backup_dir=None, json_=False):
+    """Verify a backup (an incremental with its chain) and restore it into an empty (or --force'd) directory."""
     from backup_lib.project import restore_backup
 
-    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--target-path": target_path})
-    path = _archive(backup_path, _dir(s, "backup", _root(s)))
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--target-path": target_path,
+                             "--identity": identity})
+    root = _root(s)
     target = s["backup"]["restore_target"] or "restored_project"
-    result = restore_backup(path, target, force=force, dry_run=dry_run, include=include or [],
-                            allow_outside_links=allow_outside_links, progress=None if dry_run else _progress("restore"))
+    options = dict(force=force, dry_run=dry_run, include=include or [], allow_outside_links=allow_outside_links,
+                   progress=None if dry_run else _progress("restore"), identity_file=_identity(s, root))
+    if remote is not None:
+        with _remote(c, remote) as rem:
+            path, stream, opener = _remote_source(rem, _project_name(s, root), "project", backup_path)
+            with stream:
+                result = restore_backup(path, target, stream=stream, opener=opener, **options)
+    else:
+        path = _archive(backup_path, _dir(s, "backup", root))
+        result = restore_backup(path, target, **options)
     _run_report().archive(path, files=len(result.restored))
     _print_restore(result, json_)
+
+
+def _remote_source(remote, name: str, kind: str, backup_path):
+    """A remote backup as a restore reads it: a label, its stream, and how
+    to open its parents (an incremental's chain) from the same remote."""
+    from backup_lib.errors import UsageError
+    from backup_lib.remote import open_remote_archive
+
+    if not backup_path:
+        raise UsageError("--backup-path is required (the archive's name on the remote)")
+    archive = os.path.basename(backup_path)
+
+    def opener(parent: str) -> dict:
+        return {"archive": f"{remote.name}:{parent}", "stream": open_remote_archive(remote, name, kind, parent)}
+
+    return f"{remote.name}:{archive}", open_remote_archive(remote, name, kind, archive), opener
 
 
 def _print_restore(result, json_):
@@ -675,7 +702,7 @@ def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, do
 
     with _remote(c, remote_name) as remote:
         reports = verify_remote(remote, _project_name(s, root), kind, only=[backup_path] if backup_path else None,
-                                download=download, check_stream=_stream_check(kind) if download else None)
+                                download=download, check_stream=_stream_check(kind, _identity(s, root)) if download else None)
     failed = [r for r in reports if not r.ok]
     _run_report().verified(len(reports), len(failed))
     if json_:
@@ -690,11 +717,24 @@ def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, do
                    + ", ".join(r.archive for r in failed), code=EXIT_INTEGRITY)
 
 
-def _stream_check(kind: str):
-    """The full verification of an archive read as a stream (verify --remote --download)."""
-    from backup_lib.errors import UsageError
+def _stream_check(kind: str, identity_file: str | None):
+    """The full verification of an archive read as a stream (verify --remote
+    --download): the same strict pass as a local verify, and for a database
+    backup its checks on the extracted snapshot; no copy is kept."""
+    from backup_lib.database import check_database_stream
+    from backup_lib.errors import BackupError
+    from backup_lib.extract import scan_archive
 
-    raise UsageError("verify --remote --download is not available yet: pull the backup and verify it locally")
+    def check(stream, rb) -> list[str]:
+        label = rb.archive
+        try:
+            if kind == "db":
+                return check_database_stream(label, stream, identity_file)
+            return list(scan_archive(label, stream=stream, identity_file=identity_file).errors)
+        except BackupError as exc:
+            return [str(exc)]
+
+    return check
 
 
 def _print_verify(reports, json_):
@@ -921,20 +961,26 @@ def db_verify_task(c, backup_path=None, remote=None, download=False, identity=No
                              "force": "restore even while another connection holds a write transaction: what it commits then goes "
                                       "to the replaced file and is lost (never skips verification)",
                              "identity": IDENTITY_HELP,
+                             "remote": REMOTE_HELP + ": read the backup from there (verified before the database is touched)",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, identity=None, project_root=None,
+def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, identity=None, remote=None, project_root=None,
                     backup_dir=None, json_=False):
     """Verify a database backup, take a safety backup, and swap the restored file into place."""
     from backup_lib.database import db_restore
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity, **{"--db-path": db_path})
-    path = _archive(backup_path, bdir)
-    result = db_restore(path, root=root, db_path=s["db"]["path"], backup_dir=bdir,
-                        skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
-                        from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
-                        lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
-                        encrypt_to=_recipients(s, "db", root))
+    options = dict(root=root, db_path=s["db"]["path"], backup_dir=bdir, skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
+                   from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
+                   lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root), encrypt_to=_recipients(s, "db", root))
+    if remote is not None:
+        with _remote(c, remote) as rem:
+            path, stream, _opener = _remote_source(rem, _project_name(s, root), "db", backup_path)
+            with stream:
+                result = db_restore(path, stream=stream, **options)
+    else:
+        path = _archive(backup_path, bdir)
+        result = db_restore(path, **options)
     _run_report().archive(path)
     _print_work_folders(result.work_folders)
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)

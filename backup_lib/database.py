@@ -207,12 +207,26 @@ def _check_extracted(res, work: str) -> list[str]:
     return errors
 
 
-def _extract_and_check(archive: str, work: str, identity_file: str | None = None) -> tuple[dict, list[str]]:
+def _extract_and_check(archive: str, work: str, identity_file: str | None = None, stream=None) -> tuple[dict, list[str]]:
     try:
-        res = scan_archive(archive, dest=work, identity_file=identity_file)
+        res = scan_archive(archive, dest=work, identity_file=identity_file, stream=stream)
     except IntegrityError as exc:
         return {}, [str(exc)]
     return res.metadata or {}, _check_extracted(res, work)
+
+
+def check_database_stream(label: str, stream, identity_file: str | None = None) -> list[str]:
+    """A database backup read as a stream (a remote object): extracted into a
+    private folder, checked as db.verify checks it, and removed."""
+    wd = _work_dir(tempfile.gettempdir(), "db")
+    try:
+        try:
+            res = scan_archive(label, dest=wd.tree, identity_file=identity_file, stream=stream)
+        except IntegrityError as exc:
+            return [str(exc)]
+        return _check_extracted(res, wd.tree)
+    finally:
+        wd.remove()
 
 
 def _work_dir(near: str, label: str) -> WorkDir:
@@ -329,12 +343,13 @@ def db_restore(
     lock_timeout: float = 10.0,
     identity_file: str | None = None,
     encrypt_to=(),
+    stream=None,
 ) -> DbRestoreResult:
     """Restore ``archive`` over the live database (see the README).  An
     encrypted backup needs ``identity_file``; ``encrypt_to`` encrypts the
     safety backup of the live database like any new backup."""
     root = os.path.abspath(root)
-    if not os.path.exists(archive):
+    if stream is None and not os.path.exists(archive):
         raise NotFoundError(f"backup {archive} does not exist")
     backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
     live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
@@ -344,7 +359,7 @@ def db_restore(
     wd = create_work_dir(live)
     work = wd.tree
     try:
-        meta, errors = _extract_and_check(archive, work, identity_file)
+        meta, errors = _extract_and_check(archive, work, identity_file, stream)
         if errors:
             raise IntegrityError(f"{archive} fails verification, nothing restored: {errors[0]}")
         if from_sql and not meta.get("sql_dump"):

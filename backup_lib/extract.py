@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .archive import CHUNK, ArchiveReader, iter_manifest, parse_metadata, project_hash_line
+from .incremental import INCREMENTAL_TYPE
 from .selection import tree_key
 from .errors import BackupError, IntegrityError, NotABackupError, UnsafeArchiveError
 from .report import display_path
 from .wildmatch import PatternList
 
-__all__ = ["ScanResult", "scan_archive", "finish_extraction", "resolve_link", "decide_links", "link_stays_inside", "OUTSIDE", "LOOP"]
+__all__ = ["ScanResult", "scan_archive", "scan_chain", "scan_backup", "is_incremental", "finish_extraction", "resolve_link", "decide_links", "link_stays_inside", "OUTSIDE", "LOOP"]
 
 _MAX_LINK_DEPTH = 40
 _ZERO_CHUNK = bytes(CHUNK)
@@ -72,6 +73,7 @@ class ScanResult:
     kinds: dict[str, str] = field(default_factory=dict, repr=False)
     # With defer_finish: (times of directories and symlinks, symlinks, directory modes).
     pending: tuple | None = field(default=None, repr=False)
+    chain: list[str] = field(default_factory=list)  # scan_chain: the archives read, newest first
 
     @property
     def ok(self) -> bool:
@@ -339,6 +341,10 @@ def scan_archive(
     if reader.metadata_bytes is None or reader.manifest_bytes is None:
         raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
     res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    if dest is not None and res.metadata.get("backup_type") == INCREMENTAL_TYPE:
+        # Its own members are only what changed: restored alone it would be
+        # a partial tree that looks whole.
+        raise IntegrityError(f"{archive} is an incremental backup: it is restored with its chain (scan_chain), never alone")
     res.errors.extend(reader.problems)
     later: list[tuple[str, str, int]] = []  # directories and symlinks: their times go last
     # Exact (ns) times from the manifest (tar headers only have whole
@@ -367,11 +373,15 @@ def scan_archive(
 class _Scan:
     """The state of one pass: what each archive path is, and what to do last."""
 
-    def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress):
+    def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress, select=None):
         self.archive = archive
         self.dest = dest
         self.includes = includes
         self.progress = progress
+        # A chain's archive: only the files ``select(path)`` names are
+        # written (their folders made as they come); folders, symlinks and
+        # hard links come from the final manifest (see scan_chain).
+        self.select = select
         self.res = ScanResult(archive)
         self.kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
         self.symlinks: list[tuple[str, str]] = []  # created last, after every file
@@ -434,7 +444,7 @@ class _Scan:
         self._charge(len(missing), sum(map(len, missing)))
         for sub in reversed(missing):
             self.kinds[sub] = "dir"
-            if self.dest is not None:
+            if self.dest is not None and self.select is None:
                 os.mkdir(os.path.join(self.dest, sub), 0o700)
 
     def member(self, ti, fobj) -> None:
@@ -462,7 +472,12 @@ class _Scan:
         previous = self.kinds.get(path)
         if previous is not None and not (previous == "dir" and ti.isdir() and path not in res.actual):
             raise UnsafeArchiveError(f"member {path!r} appears twice in the archive")
-        wanted = _selected(self.includes, parts, ti.isdir(), self.include_cache)
+        if self.select is not None:
+            wanted = ti.isreg() and self.select(path)
+            if wanted and dest is not None:
+                os.makedirs(os.path.join(dest, path.rpartition("/")[0]) if "/" in path else dest, 0o700, exist_ok=True)
+        else:
+            wanted = _selected(self.includes, parts, ti.isdir(), self.include_cache)
         full = os.path.join(dest, path) if dest is not None else None
         mode = ti.mode & 0o777  # setuid, setgid and sticky dropped
         if dest is None and wanted and not ti.isdir():
@@ -471,7 +486,7 @@ class _Scan:
         if ti.isdir():
             self.kinds[path] = "dir"
             res.actual[path] = ("dir", 0, None)
-            if dest is not None and previous is None:
+            if dest is not None and previous is None and self.select is None:
                 os.mkdir(full, 0o700)
             self.dir_modes[path] = mode
         elif ti.issym():
@@ -480,7 +495,7 @@ class _Scan:
             if wanted:
                 self.symlinks.append((path, ti.linkname))
         elif ti.islnk():
-            self._hardlink(ti, path, full, wanted)
+            self._hardlink(ti, path, full, wanted and self.select is None)
         else:
             self._file(ti, fobj, path, full, mode, wanted)
         if self.progress:
@@ -549,20 +564,32 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
     errors = _Errors(res.errors)
     actual = res.actual
     matched = 0
+    records = 0  # the entries that are not folders: the metadata's total_files
     project = hashlib.sha256()
     last = b""
     in_order = True
     # Format 1 sorted members as plain byte strings (and checked files only).
     legacy = (res.metadata or {}).get("format_version") == 1
+    # An incremental stores what changed; the rest of its manifest is the
+    # tree it inherits from its chain, checked there (scan_chain).
+    incremental = (res.metadata or {}).get("backup_type") == INCREMENTAL_TYPE
     for rec in iter_manifest(manifest):
         path = rec.get("path")
         if not isinstance(path, str):
             errors.append("manifest has an entry without a path")
             continue
         kind = rec.get("type")
+        if kind != "dir":
+            records += 1
         got = actual.get(path)
         if got is None:
-            errors.append(f"member {path!r} is in the manifest but missing from the archive")
+            if not incremental:
+                errors.append(f"member {path!r} is in the manifest but missing from the archive")
+                continue
+            problem = _inherited(rec, project)
+            if problem:
+                errors.append(problem)
+            in_order, last = _order(in_order, last, os.fsencode(path), kind, legacy)
             continue
         matched += 1
         gtype, gsize, gval = got
@@ -572,14 +599,7 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         if stamp is not None and type(rec.get("mtime_ns")) is int:
             stamp(path, kind, rec["mtime_ns"])
         bpath = os.fsencode(path)
-        if legacy:
-            if kind != "dir":
-                in_order = in_order and bpath > last
-                last = bpath
-        else:
-            key = tree_key(bpath)
-            in_order = in_order and key > last
-            last = key
+        in_order, last = _order(in_order, last, bpath, kind, legacy)
         if kind == "file":
             if gsize != rec.get("size"):
                 errors.append(f"member {path!r} has {gsize} bytes, the manifest says {rec.get('size')}")
@@ -595,7 +615,10 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         elif kind == "hardlink":
             if gval != rec.get("target"):
                 errors.append(f"hard link {path!r} points to {gval!r}, the manifest says {rec.get('target')!r}")
-            project.update(project_hash_line(bpath, res.sha256_of(gval) or ""))
+            digest = res.sha256_of(gval)
+            if digest is None and incremental:
+                digest = rec.get("sha256") if isinstance(rec.get("sha256"), str) else ""
+            project.update(project_hash_line(bpath, digest or ""))
     if matched != len(actual) or not in_order:
         # Rare: a second pass finds the members no record lists.
         listed = set()
@@ -613,10 +636,43 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         if project.hexdigest() != meta["project_hash"]:
             errors.append("project_hash recomputed from the archive does not match the metadata")
     if "total_files" in meta and not errors:
-        n = sum(1 for t, _s, _v in actual.values() if t != "dir")
+        n = records if incremental else sum(1 for t, _s, _v in actual.values() if t != "dir")
         if n != meta["total_files"]:
             errors.append(f"the metadata counts {meta['total_files']} files, the archive {n}")
     errors.close()
+
+
+def _order(in_order: bool, last: bytes, bpath: bytes, kind, legacy: bool) -> tuple[bool, bytes]:
+    """Records come in member order (format 1: byte order, files only)."""
+    if legacy:
+        if kind == "dir":
+            return in_order, last
+        return in_order and bpath > last, bpath
+    key = tree_key(bpath)
+    return in_order and key > last, key
+
+
+def _inherited(rec: dict, project) -> str | None:
+    """A record an incremental does not store: well formed, and counted in
+    project_hash from what it says (its chain supplies the bytes)."""
+    path, kind = rec["path"], rec.get("type")
+    bpath = os.fsencode(path)
+    if kind == "file":
+        digest = rec.get("sha256")
+        if not (isinstance(digest, str) and len(digest) == 64) or not isinstance(rec.get("size"), int):
+            return f"manifest entry {path!r} has no valid size and SHA-256"
+        project.update(project_hash_line(bpath, digest))
+    elif kind == "symlink":
+        if not isinstance(rec.get("target"), str) or not rec["target"]:
+            return f"manifest entry {path!r} is a symlink without a target"
+        project.update(project_hash_line(bpath, "symlink:" + rec["target"]))
+    elif kind == "hardlink":
+        if not isinstance(rec.get("target"), str):
+            return f"manifest entry {path!r} is a hard link without a target"
+        project.update(project_hash_line(bpath, rec.get("sha256") if isinstance(rec.get("sha256"), str) else ""))
+    elif kind != "dir":
+        return f"manifest entry {path!r} has an unknown type {kind!r}"
+    return None
 
 
 class _Errors:
@@ -721,3 +777,194 @@ def _set_time(dest: str, path: str, ns: int) -> None:
         os.utime(os.path.join(dest, path), ns=(ns, ns), follow_symlinks=False)
     except OSError as exc:
         raise BackupError(f"cannot set the time of {display_path(path)}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------ chains
+
+
+def _open_beside(archive: str):
+    """Where the parents of a local archive are: beside it."""
+    directory = os.path.dirname(os.path.abspath(archive))
+
+    def opener(name: str) -> dict:
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            raise IntegrityError(f"{archive}: its chain needs {name}, which is missing from {directory}")
+        return {"archive": path}
+
+    return opener
+
+
+def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=None) -> tuple[ScanResult, bytes]:
+    """One archive of a chain: verified on its own (an incremental's
+    manifest may list what it does not store), the files ``select`` names
+    written into ``dest``."""
+    scan = _Scan(archive, dest, None, progress, select=select)
+    reader = ArchiveReader(archive, identity_file=identity_file, stream=stream)
+    try:
+        for ti, fobj in reader:
+            scan.member(ti, fobj)
+    except BaseException:
+        if scan.writers is not None:
+            scan.writers.finish(raise_error=False)
+        raise
+    if scan.writers is not None:
+        scan.writers.finish()
+    res = scan.res
+    res.kinds = scan.kinds
+    if reader.metadata_bytes is None or reader.manifest_bytes is None:
+        raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
+    res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    res.errors.extend(reader.problems)
+    try:
+        _compare(res, reader.manifest_bytes)
+    except IntegrityError as exc:
+        res.errors.append(str(exc))
+    return res, reader.manifest_bytes
+
+
+def scan_chain(
+    archive: str,
+    *,
+    dest: str | None = None,
+    includes: PatternList | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    identity_file: str | None = None,
+    opener=None,
+    stream=None,
+) -> ScanResult:
+    """Verify an incremental backup with every archive of its chain, and
+    with ``dest`` rebuild the tree of that moment there: each archive is
+    read once, newest first; each path's bytes come from the newest archive
+    that holds them, checked against the newest manifest (which lists the
+    whole tree, removals included); folders, symlinks, hard links, modes
+    and times come from that manifest.  ``opener(name)`` gives the keyword
+    arguments (``archive``, and ``stream`` for a remote) that read a parent.
+
+    The result is what :func:`scan_archive` with ``defer_finish`` gives for
+    one archive, so a restore decides links and moves the tree the same
+    way; ``chain`` lists the archives read, newest first.  Any archive
+    missing, damaged, or not the one its child was made on is an error
+    (IntegrityError, exit 4) before anything is moved.
+    """
+    opener = opener or _open_beside(archive)
+    cache: dict = {}
+
+    def included(path: str) -> bool:
+        return includes is None or _selected(includes, path.split("/"), False, cache)
+
+    first, manifest = _scan_one(archive, dest=dest, select=included, progress=progress, identity_file=identity_file, stream=stream)
+    if first.errors:
+        return first
+    meta = first.metadata
+    final: dict[str, tuple] = {}
+    needed: dict[str, str] = {}  # file path -> SHA-256 the newest manifest lists, not yet supplied
+    for rec in iter_manifest(manifest):
+        path, kind = rec["path"], rec.get("type")
+        target = rec.get("target") if kind in ("symlink", "hardlink") else None
+        final[path] = (kind, rec.get("mode", 0o644) if isinstance(rec.get("mode"), int) else 0o644,
+                       rec.get("mtime_ns") if type(rec.get("mtime_ns")) is int else None, rec.get("size", 0),
+                       rec.get("sha256"), target)
+        if kind == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
+            needed[path] = rec["sha256"]
+    chain = [os.path.basename(archive)]
+    written = [p for p in first.written]
+    members, bytes_read = first.members, first.bytes_read
+    link = meta.get("parent")
+    while link:
+        name = link.get("name") if isinstance(link, dict) else None
+        if not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise IntegrityError(f"{archive}: its metadata names no readable parent ({link!r})")
+        where = opener(name)
+        label = where["archive"]
+        res, _m = _scan_one(label, dest=dest, select=lambda p: p in needed, progress=progress, identity_file=identity_file,
+                            stream=where.get("stream"))
+        if res.errors:
+            raise IntegrityError(f"{archive}: {name}, in its chain, fails verification: {res.errors[0]}")
+        if res.metadata.get("metadata_sha256") != link.get("metadata_sha256"):
+            raise IntegrityError(f"{archive}: {name} is not the backup it was made on (another archive of that name)")
+        for path in [p for p in needed if res.actual.get(p, ("",))[0] == "file"]:
+            if res.actual[path][2].hex() != needed.pop(path):
+                raise IntegrityError(f"{archive}: {name} holds other bytes for {path!r} than the newest manifest lists")
+        chain.append(name)
+        written += res.written
+        members += res.members
+        bytes_read += res.bytes_read
+        link = res.metadata.get("parent") if res.metadata.get("backup_type") == INCREMENTAL_TYPE else None
+        if len(chain) > 100_000:
+            raise IntegrityError(f"{archive}: its chain does not end")
+    if needed:
+        path = next(iter(needed))
+        raise IntegrityError(f"{archive}: {len(needed)} files of its tree are in no archive of its chain (such as {path!r})")
+    out = ScanResult(archive, metadata=meta, members=members, bytes_read=bytes_read)
+    out.chain = chain
+    later: list[tuple[str, str, int]] = []
+    symlinks: list[tuple[str, str]] = []
+    dir_modes: dict[str, int] = {}
+    written_set = set(written)
+    for path, (kind, mode, ns, size, sha, target) in final.items():
+        out.kinds[path] = kind
+        if kind == "dir":
+            out.actual[path] = ("dir", 0, None)
+        elif kind == "file":
+            out.actual[path] = ("file", size, bytes.fromhex(sha))
+        else:
+            out.actual[path] = (kind, 0, target)
+        if dest is None:
+            if kind != "dir" and included(path):
+                out.planned.append(path)
+            continue
+        full = os.path.join(dest, path)
+        if kind == "dir":
+            os.makedirs(full, 0o700, exist_ok=True)
+            dir_modes[path] = mode & 0o777
+            if ns is not None:
+                later.append((path, kind, ns))
+        elif kind == "symlink":
+            if included(path):
+                symlinks.append((path, target))
+                if ns is not None:
+                    later.append((path, kind, ns))
+        elif path in written_set:
+            os.chmod(full, mode & 0o777, follow_symlinks=False)
+            if ns is not None:
+                _set_time(dest, path, ns)
+    if dest is not None:
+        for path, (kind, mode, ns, size, sha, target) in final.items():
+            if kind != "hardlink" or not included(path):
+                continue
+            if target in written_set:
+                os.link(os.path.join(dest, target), os.path.join(dest, path), follow_symlinks=False)
+                written_set.add(path)
+            else:
+                out.skipped.append({"path": path, "reason": f"hard link to {display_path(target)}, which --include left out"})
+        out.written = sorted(written_set, key=lambda p: tree_key(os.fsencode(p)))
+        out.pending = (later, symlinks, dir_modes)
+    return out
+
+
+def is_incremental(path: str) -> bool:
+    """An incremental backup, by its name or the index beside it (cheap:
+    the archive itself is not read)."""
+    from .store import INDEX_SUFFIX, parse_backup_name
+
+    info = parse_backup_name(os.path.basename(path))
+    if info and info["incremental"]:
+        return True
+    try:
+        import json
+
+        with open(path + INDEX_SUFFIX, "rb") as fh:
+            return (json.load(fh).get("metadata") or {}).get("backup_type") == INCREMENTAL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def scan_backup(archive: str, **kw) -> ScanResult:
+    """scan_archive, or scan_chain for an incremental backup."""
+    opener = kw.pop("opener", None)
+    if is_incremental(archive):
+        kw.pop("defer_finish", None)
+        kw.pop("allow_outside_links", None)
+        return scan_chain(archive, opener=opener, **kw)
+    return scan_archive(archive, **kw)

@@ -272,9 +272,11 @@ def backup_info(path: str, identity_file: str | None = None) -> dict:
 
 
 def restore_backup(path: str, target: str, **kw):
+    """Restore a backup (an incremental with its chain); ``stream=`` reads
+    it from elsewhere (a remote), ``path`` then only names it."""
     from .restore import restore_tree
 
-    if not os.path.exists(path):
+    if kw.get("stream") is None and not os.path.exists(path):
         raise NotFoundError(f"backup {path} does not exist")
     return restore_tree(path, target, **kw)
 
@@ -296,12 +298,12 @@ class VerifyReport:
 
 def verify_one(path: str, *, progress=None, identity_file: str | None = None) -> VerifyReport:
     from .archive.crypto import DecryptError, is_encrypted
-    from .extract import scan_archive
+    from .extract import scan_backup
 
     if identity_file is None and is_encrypted(path):
         return verify_ciphertext(path)
     try:
-        res = scan_archive(path, progress=progress, identity_file=identity_file)
+        res = scan_backup(path, progress=progress, identity_file=identity_file)
     except DecryptError:
         raise  # the wrong key, not a damaged backup: one line, exit 1
     except BackupError as exc:

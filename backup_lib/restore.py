@@ -34,7 +34,7 @@ import stat
 from dataclasses import dataclass, field
 
 from .errors import BackupError, IntegrityError, TargetConflictError, TargetNotEmptyError, UnsafeArchiveError, UsageError
-from .extract import OUTSIDE, _selected, decide_links, finish_extraction, refusal, scan_archive
+from .extract import OUTSIDE, _selected, decide_links, finish_extraction, refusal, scan_backup
 from .report import display_path
 from .selection import tree_key
 from .wildmatch import PatternList, parse_lines
@@ -276,8 +276,17 @@ def restore_tree(
     include=(),
     allow_outside_links: bool = False,
     progress=None,
+    identity_file: str | None = None,
+    opener=None,
+    stream=None,
 ) -> RestoreResult:
+    """Restore ``archive`` (an incremental with its whole chain) into
+    ``target``.  ``identity_file`` opens encrypted backups; ``stream`` and
+    ``opener`` read the archive and its parents from elsewhere (a remote)."""
     target = os.path.abspath(target)
+    source = {"identity_file": identity_file, "stream": stream}
+    if opener is not None:
+        source["opener"] = opener
     includes = include_matcher(include)
     _check_parent(target)
     exists = os.path.lexists(target)
@@ -289,7 +298,7 @@ def restore_tree(
     overlay = non_empty or (exists and os.path.islink(target))
 
     if dry_run:
-        res = scan_archive(archive, includes=includes, progress=progress)
+        res = scan_backup(archive, includes=includes, progress=progress, **source)
         if res.errors:
             raise IntegrityError(f"{archive} fails verification: {res.errors[0]}" + _more(res.errors))
         plan = _plan(res, includes, target if non_empty else None, allow_outside_links, listing=True)
@@ -311,7 +320,7 @@ def restore_tree(
     try:
         tree = work.tree
         try:
-            res = scan_archive(archive, dest=tree, includes=includes, progress=progress, defer_finish=True)
+            res = scan_backup(archive, dest=tree, includes=includes, progress=progress, defer_finish=True, **source)
         except OSError as exc:
             raise BackupError(f"restore failed while writing: {exc.strerror or exc}") from None
         if res.errors:

@@ -313,7 +313,7 @@ class BackupStore:
 # how many files, how it is packed, to whom it is encrypted, and the links
 # of its chain (archive names).  Nothing from inside the archive's tree.
 PUBLIC_KEYS = ("format_version", "backup_type", "backup_timestamp", "tool_version", "total_files", "total_size",
-               "compression", "encryption", "parent", "base", "chain_depth", "safety_backup", "engine")
+               "compression", "encryption", "parent", "base", "chain_depth", "safety_backup", "engine", "metadata_sha256")
 
 
 def public_metadata(metadata: dict) -> dict:

@@ -331,6 +331,7 @@ def incremental_cases(b: Bench, scale: str, root: str, out: str, filelist: str, 
         else:
             notes.append("restic is not installed (apt-get install restic): its second-run baseline is skipped")
         b.compare(scale, "re-backup unchanged", cases, target="< 0.25 s; <= 0.75x borg's and restic's second runs")
+        chain_restore_case(b, scale, root, out, filelist, env)
         return
     sizes: dict[str, int] = {}
     round_ = [0]
@@ -352,12 +353,48 @@ def incremental_cases(b: Bench, scale: str, root: str, out: str, filelist: str, 
             _touch_files(root, filelist, 100, round_)
             time.sleep(0.05)
 
+    chain_restore_case(b, scale, root, out, filelist, env)
     label_inc, label_full = "ours incremental, 100 files changed (zst)", "ours full create (zst)"
     b.compare(scale, "incremental create", {
         label_inc: measured(incr, label_inc),
         label_full: measured(f"{env} {shlex.join([*base, '--full'])}", label_full),
     }, prepare=prepare, size_of=sizes.get, target=">= 10x faster than a full zst create, < 1% of its size; < 150 MB RSS")
     shutil.rmtree(bdir, ignore_errors=True)
+
+
+def chain_restore_case(b: Bench, scale: str, root: str, out: str, filelist: str, env: str) -> None:
+    """A chain of a full backup and 10 incrementals (100 files changed before
+    each) restored, beside one full backup of the same final tree."""
+    chain_dir, full_dir = os.path.join(out, "chain"), os.path.join(out, "chain-full")
+    for d in (chain_dir, full_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    base = [*INVOKE, "backup.create", "--project-root", root]
+    subprocess.run(f"{env} {shlex.join([*base, '--backup-dir', chain_dir])}", shell=True, check=True, stdout=subprocess.DEVNULL)
+    round_ = [1000]
+    for _ in range(10):
+        _touch_files(root, filelist, 100, round_)
+        subprocess.run(f"{env} {shlex.join([*base, '--backup-dir', chain_dir, '--incremental'])}", shell=True, check=True,
+                       stdout=subprocess.DEVNULL)
+    subprocess.run(shlex.join([*base, "--backup-dir", full_dir]), shell=True, check=True, stdout=subprocess.DEVNULL)
+    newest = sorted(f for f in os.listdir(chain_dir) if f.endswith("_incr.tar.gz"))[-1]
+    full = next(f for f in os.listdir(full_dir) if f.endswith(".tar.gz"))
+    targets: list[str] = []
+
+    def restore(archive):
+        def go():
+            target = os.path.join(out, f"chain-restore-{len(targets)}")
+            targets.append(target)
+            return run([*INVOKE, "backup.restore", "--backup-path", archive, "--target-path", target])
+        return go
+
+    b.compare(scale, "restore chain", {
+        "ours restore, full + 10 incrementals": restore(os.path.join(chain_dir, newest)),
+        "ours restore, one full of the same tree": restore(os.path.join(full_dir, full)),
+    }, target="within 1.3x of one full" + ("; < 150 MB RSS" if scale == "c" else ""))
+    for path in targets:
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(chain_dir, ignore_errors=True)
+    shutil.rmtree(full_dir, ignore_errors=True)
 
 
 def encryption_cases(b: Bench, scale: str, root: str, out: str, notes: list[str]) -> None:

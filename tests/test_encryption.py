@@ -88,7 +88,7 @@ def test_index_holds_only_what_is_safe_and_list_works_without_a_key(tree, tmp_pa
     assert index["encrypted"] is True
     assert index["archive_sha256"] == hashlib.sha256(open(res.backup_path, "rb").read()).hexdigest()
     assert set(index["metadata"]) <= {"format_version", "backup_type", "backup_timestamp", "tool_version", "total_files",
-                                      "total_size", "compression", "encryption", "parent", "base", "chain_depth"}
+                                      "total_size", "compression", "encryption", "parent", "base", "chain_depth", "metadata_sha256"}
     rows = [b.summary() for b in list_backups(str(tmp_path / "bk"))]
     assert rows[0]["total_files"] == res.metadata["total_files"] and rows[0]["compression"] == "gzip"
     assert backup_info(res.backup_path) == index["metadata"]
@@ -229,3 +229,26 @@ def test_keygen_task_and_bad_recipients(tmp_path, tree, monkeypatch):
     configure(tmp_path, monkeypatch, "backup:\n  encrypt_to: ['AGE-SECRET-KEY-1ABC']\n")
     code, _, err = run("backup.create", "-p", str(tree))
     assert code == 2 and "secret key" in err and not (tree / "backups").exists()
+
+
+def test_restore_an_encrypted_chain_needs_the_key(tree, tmp_path, key, monkeypatch):
+    path, recipient = key
+    configure(tmp_path, monkeypatch, f"backup:\n  encrypt_to: ['{recipient}']\n  include: ['.env']\n"
+                                     f"  cache_dir: '{tmp_path / 'cache'}'\n")
+    code, out, err = run("backup.create", "-p", str(tree), "--json")
+    assert code == 0, err
+    (tree / "static" / "x.js").write_text("changed\n")
+    code, out, err = run("backup.create", "-p", str(tree), "--incremental", "-I", path, "--json")
+    assert code == 0, err
+    inc = json.loads(out)["backup_path"]
+    assert inc.endswith("_incr.tar.gz.age")
+    code, _, err = run("backup.restore", "-p", str(tree), "-b", inc, "-t", str(tmp_path / "no-key"))
+    assert code == 2 and "is encrypted" in err and not (tmp_path / "no-key").exists()
+    code, out, err = run("backup.restore", "-p", str(tree), "-b", inc, "-t", str(tmp_path / "out"), "--identity", path)
+    assert code == 0, err
+    assert (tmp_path / "out" / "static" / "x.js").read_text() == "changed\n"
+    assert (tmp_path / "out" / ".env").read_text() == f"KEY={MARKER}\n"
+    other = str(tmp_path / "other.key")
+    keygen(other)
+    code, _, err = run("backup.restore", "-p", str(tree), "-b", inc, "-t", str(tmp_path / "wrong"), "-I", other)
+    assert code == 1 and "no identity matches" in err and not (tmp_path / "wrong").exists()

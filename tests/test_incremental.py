@@ -3,6 +3,7 @@ chain policy, and the parent choice."""
 
 import hashlib
 import json
+import subprocess
 import os
 import shutil
 import tarfile
@@ -305,3 +306,147 @@ def test_cleanup_task_keep_flags_and_json_reasons(tree, tmp_path):
     for bad in (["--keep-daily", "-1"], ["--keep-within", "7x"], ["--keep-daily", "0"]):
         code, _, err = run_cli([*args, *bad])
         assert code == 2 and len(err.strip().splitlines()) == 1, (bad, err)
+
+
+# ------------------------------------------------------------ chains: restore and verify
+
+from test_restore import snapshot  # noqa: E402  (type, mode, mtime, content, link target, hard links)
+
+from backup_lib.project import restore_backup, verify_one  # noqa: E402
+
+
+def steps(root):
+    """Changes of every kind, one step at a time (each then backed up)."""
+    def s1():
+        (root / "app" / "views.py").write_text("views v2\n")  # edit
+        (root / "new.txt").write_text("new\n")  # add
+    def s2():
+        f = root / "app" / "models.py"
+        st = f.stat()
+        f.write_text(f.read_text().replace("models", "MODELS", 1))  # same size, same mtime: the same second
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(root / "static" / "app.js", 0o700)  # mode only
+    def s3():
+        os.unlink(root / "link")
+        os.symlink("new.txt", root / "link")  # retarget
+        shutil.rmtree(root / "docs")  # a whole folder
+    def s4():
+        os.rename(root / "app" / "views.py", root / "app" / "pages.py")  # rename
+        (root / "empty" / "deeper").mkdir()  # a new empty folder
+        os.unlink(root / "keep-hard.txt")
+    def s5():
+        (root / "docs").mkdir()  # a folder comes back, with other content
+        (root / "docs" / "a.md").write_text("a again, different\n")
+        os.link(root / "new.txt", root / "new-hard.txt")
+    return [s1, s2, s3, s4, s5]
+
+
+def test_every_point_of_a_chain_restores_exactly(tree, tmp_path):
+    points = [(make(tree, tmp_path).backup_path, snapshot(tree))]
+    for step in steps(tree):
+        step()
+        res = make(tree, tmp_path, incremental="true")
+        assert res.metadata["backup_type"] == "project_incremental"
+        points.append((res.backup_path, snapshot(tree)))
+    for i, (archive, expected) in enumerate(points):
+        assert verify_one(archive).ok, archive
+        out = tmp_path / f"restored-{i}"
+        restore_backup(archive, str(out))
+        got = snapshot(out)
+        assert got["entries"].keys() == expected["entries"].keys(), i
+        for key, rec in expected["entries"].items():
+            assert got["entries"][key] == rec, (i, key)
+        assert got["hardlinks"] == expected["hardlinks"], i
+    # The newest reads every archive of its chain, newest first.
+    from backup_lib.extract import scan_chain
+
+    assert scan_chain(points[-1][0]).chain == [os.path.basename(p) for p, _ in reversed(points)]
+
+
+def _restore_fails(archive, target, needle):
+    from helpers import run_cli
+
+    code, _out, err = run_cli(["backup.restore", "--backup-path", archive, "--target-path", str(target)])
+    assert code == 4 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not target.exists()
+    assert not [n for n in os.listdir(target.parent) if ".restore-" in n]
+
+
+def test_a_missing_truncated_or_replaced_parent_restores_nothing(tree, tmp_path):
+    full = make(tree, tmp_path).backup_path
+    (tree / "x.txt").write_text("x\n")
+    i1 = make(tree, tmp_path, incremental="true").backup_path
+    (tree / "y.txt").write_text("y\n")
+    i2 = make(tree, tmp_path, incremental="true").backup_path
+    saved = open(i1, "rb").read()
+    os.unlink(i1)
+    _restore_fails(i2, tmp_path / "t1", os.path.basename(i1))
+    assert not verify_one(i2).ok and os.path.basename(i1) in verify_one(i2).errors[0]
+    open(i1, "wb").write(saved[: len(saved) // 2])
+    _restore_fails(i2, tmp_path / "t2", os.path.basename(i1))
+    other = create_backup(str(tree), backup_dir=str(tmp_path / "elsewhere"), cache_dir=str(tmp_path / "c2")).backup_path
+    shutil.copyfile(other, i1)  # a valid full backup, but not the one i2 was made on
+    _restore_fails(i2, tmp_path / "t3", "not the backup it was made on")
+    open(i1, "wb").write(saved)
+    restore_backup(i2, str(tmp_path / "t4"))
+    assert (tmp_path / "t4" / "y.txt").read_text() == "y\n"
+    assert os.path.exists(full)
+
+
+def test_a_chain_with_include_dry_run_and_force(tree, tmp_path):
+    make(tree, tmp_path)
+    (tree / "app" / "views.py").write_text("views v2\n")
+    (tree / "docs" / "b.md").write_text("b\n")
+    inc = make(tree, tmp_path, incremental="true").backup_path
+    res = restore_backup(inc, str(tmp_path / "part"), include=["app/"])
+    assert sorted(res.restored) == ["app/__init__.py", "app/models.py", "app/views.py"]
+    assert sorted(os.listdir(tmp_path / "part")) == ["app"]
+    assert (tmp_path / "part" / "app" / "views.py").read_text() == "views v2\n"
+    dry = restore_backup(inc, str(tmp_path / "nothing"), dry_run=True)
+    assert "docs/b.md" in dry.restored and not (tmp_path / "nothing").exists()
+    target = tmp_path / "over"
+    restore_backup(inc, str(target))
+    (target / "app" / "views.py").write_text("local edit\n")
+    (target / "mine.txt").write_text("mine\n")
+    restore_backup(inc, str(target), force=True)
+    assert (target / "app" / "views.py").read_text() == "views v2\n" and (target / "mine.txt").read_text() == "mine\n"
+
+
+def test_an_incremental_alone_is_never_restored_as_a_whole_tree(tree, tmp_path):
+    from backup_lib.errors import IntegrityError
+    from backup_lib.extract import scan_archive
+
+    make(tree, tmp_path)
+    (tree / "new.txt").write_text("new\n")
+    inc = make(tree, tmp_path, incremental="true").backup_path
+    renamed = tmp_path / "renamed.tar.gz"  # no _incr in its name, no index beside it
+    shutil.copyfile(inc, renamed)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IntegrityError, match="incremental"):
+        scan_archive(str(renamed), dest=str(tmp_path / "d"))
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar not installed")
+def test_gnu_tar_extracts_a_chain_as_the_readme_says(tree, tmp_path):
+    """Each archive of the chain in order, base first: every file's newest
+    content; the files removed during the chain are still there until the
+    README's commands remove what the manifest does not list."""
+    archives = [make(tree, tmp_path).backup_path]
+    for step in steps(tree):
+        step()
+        archives.append(make(tree, tmp_path, incremental="true").backup_path)
+    out = tmp_path / "gnu"
+    out.mkdir()
+    for archive in archives:
+        subprocess.run(["tar", "-xzf", archive, "-C", str(out)], check=True)
+    assert (out / "app" / "pages.py").read_text() == (tree / "app" / "pages.py").read_text()
+    assert (out / "app" / "models.py").read_bytes() == (tree / "app" / "models.py").read_bytes()
+    assert os.readlink(out / "link") == "new.txt"
+    assert (out / "app" / "views.py").exists()  # removed during the chain: still here
+    # The README's removal step, run as written there.
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    block = readme.split("<!-- chain-cleanup -->")[1].split("```sh\n")[1].split("```")[0]
+    subprocess.run(["sh", "-ec", block], cwd=out, check=True)
+    expected = {str(p.relative_to(tree)) for p in tree.rglob("*")}
+    got = {str(p.relative_to(out)) for p in out.rglob("*")} - {"backup_manifest.jsonl", "backup_metadata.json"}
+    assert got == expected
