@@ -591,6 +591,12 @@ def _show_info(path: str, json_: bool, identity_file: str | None = None) -> None
         _json(meta)
         return
     _out(f"backup_path: {path}\n{render_metadata(meta)}")
+    if meta.get("backup_type") == "project_incremental":
+        from backup_lib.project import chain_of
+        from backup_lib.report import display_path
+
+        links = [display_path(c["name"]) + ("" if c["present"] else " (MISSING)") for c in chain_of(path, meta)]
+        _out("chain (newest first): " + " <- ".join(links))
     if identity_file is None and is_encrypted(path):
         sys.stderr.write("encrypted: this is its public part only (give --identity for the whole metadata)\n")
 

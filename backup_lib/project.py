@@ -237,6 +237,11 @@ class ListedBackup:
             "compression": meta.get("compression"),
             "project_hash": meta.get("project_hash"),
         }
+        if meta.get("backup_type") == "project_incremental":
+            out["parent"] = (meta.get("parent") or {}).get("name")
+            out["chain_depth"] = meta.get("chain_depth")
+        if meta.get("encryption"):
+            out["encrypted"] = True
         if meta.get("safety_backup"):
             out["safety_backup"] = True  # taken by db.restore before it swapped the database
         if self.error:
@@ -269,6 +274,27 @@ def backup_info(path: str, identity_file: str | None = None) -> dict:
     """The metadata; of an encrypted backup, its public part unless an
     identity is given (then the whole archive is read for it)."""
     return read_metadata(path, identity_file)
+
+
+def chain_of(path: str, metadata: dict) -> list[dict]:
+    """An incremental's chain as the indexes beside its archives tell it,
+    newest first: {name, present, backup_type}; a parent that is missing
+    ends the list (with present False)."""
+    chain = [{"name": os.path.basename(path), "present": True, "backup_type": metadata.get("backup_type")}]
+    directory = os.path.dirname(os.path.abspath(path))
+    meta = metadata
+    while meta.get("backup_type") == "project_incremental" and len(chain) < 10_000:
+        name = (meta.get("parent") or {}).get("name")
+        if not isinstance(name, str) or "/" in name:
+            break
+        parent = os.path.join(directory, name)
+        try:
+            meta = read_metadata(parent)
+        except BackupError:
+            chain.append({"name": name, "present": False, "backup_type": None})
+            break
+        chain.append({"name": name, "present": True, "backup_type": meta.get("backup_type")})
+    return chain
 
 
 def restore_backup(path: str, target: str, **kw):

@@ -92,17 +92,26 @@ def render_metadata(meta: dict) -> str:
 def render_list(rows: list[dict]) -> str:
     if not rows:
         return "No backups."
-    header = ("NAME", "CREATED (UTC)", "SIZE", "FILES", "COMPRESSION")
+    header = ("NAME", "CREATED (UTC)", "KIND", "SIZE", "FILES", "COMPRESSION")
     table = [header]
     for r in rows:
         created = (r.get("backup_timestamp") or "")[:19].replace("T", " ")
         if r.get("error"):
-            table.append((display_path(r["name"]), "-", human_size(r["size"]), "-", f"unreadable: {_shown(r['error'])}"))
+            table.append((display_path(r["name"]), "-", "-", human_size(r["size"]), "-", f"unreadable: {_shown(r['error'])}"))
             continue
         files = r.get("total_files")
-        note = "  (safety backup before a restore)" if r.get("safety_backup") else ""
-        table.append((display_path(r["name"]), _shown(created), human_size(r["size"]), "-" if files is None else str(files),
-                      _shown(r.get("compression") or "-") + note))
+        kind = {"project_full": "full", "project_incremental": "incr", "database": "db"}.get(r.get("backup_type"), "-")
+        compression = {"none": "uncompressed"}.get(r.get("compression"), r.get("compression") or "-")
+        notes = []
+        if r.get("parent"):
+            notes.append(f"on {display_path(r['parent'])}")
+        if r.get("encrypted"):
+            notes.append("encrypted")
+        if r.get("safety_backup"):
+            notes.append("safety backup before a restore")
+        note = f"  ({'; '.join(notes)})" if notes else ""
+        table.append((display_path(r["name"]), _shown(created), kind, human_size(r["size"]), "-" if files is None else str(files),
+                      _shown(compression) + note))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths)) + "  " + row[-1] for row in table)
 

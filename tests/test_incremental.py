@@ -450,3 +450,27 @@ def test_gnu_tar_extracts_a_chain_as_the_readme_says(tree, tmp_path):
     expected = {str(p.relative_to(tree)) for p in tree.rglob("*")}
     got = {str(p.relative_to(out)) for p in out.rglob("*")} - {"backup_manifest.jsonl", "backup_metadata.json"}
     assert got == expected
+
+
+def test_list_shows_kind_and_parent_and_info_the_chain(tree, tmp_path):
+    from helpers import run_cli
+
+    full = make(tree, tmp_path).backup_path
+    (tree / "n.txt").write_text("n\n")
+    i1 = make(tree, tmp_path, incremental="true").backup_path
+    args = ["--project-root", str(tree), "--backup-dir", str(tmp_path / "bk")]
+    code, out, err = run_cli(["backup.list", *args])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "KIND" in lines[0]
+    row_inc = next(line for line in lines if os.path.basename(i1) in line)
+    assert " incr " in row_inc and f"on {os.path.basename(full)}" in row_inc
+    assert " full " in next(line for line in lines if line.startswith(os.path.basename(full)))
+    code, out, err = run_cli(["backup.list", *args, "--json"])
+    rows = json.loads(out)
+    assert rows[0]["parent"] == os.path.basename(full) and rows[0]["chain_depth"] == 1
+    code, out, err = run_cli(["backup.info", *args, "-b", os.path.basename(i1)])
+    assert code == 0 and f"chain (newest first): {os.path.basename(i1)} <- {os.path.basename(full)}" in out
+    os.unlink(full)
+    code, out, err = run_cli(["backup.info", *args, "-b", os.path.basename(i1)])
+    assert f"{os.path.basename(full)} (MISSING)" in out
