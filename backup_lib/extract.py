@@ -326,21 +326,7 @@ def scan_archive(
     judges them against the tree the restore will leave.
     """
     scan = _Scan(archive, dest, includes, progress)
-    reader = ArchiveReader(archive, identity_file=identity_file, stream=stream)
-    try:
-        for ti, fobj in reader:
-            scan.member(ti, fobj)
-    except BaseException:
-        if scan.writers is not None:
-            scan.writers.finish(raise_error=False)
-        raise
-    if scan.writers is not None:
-        scan.writers.finish()
-    res = scan.res
-    res.kinds = scan.kinds
-    if reader.metadata_bytes is None or reader.manifest_bytes is None:
-        raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
-    res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    res, reader = _read(scan, ArchiveReader(archive, identity_file=identity_file, stream=stream))
     if dest is not None and res.metadata.get("backup_type") == INCREMENTAL_TYPE:
         # Its own members are only what changed: restored alone it would be
         # a partial tree that looks whole.
@@ -368,6 +354,26 @@ def scan_archive(
         if not defer_finish and not res.errors:
             _finish_alone(res, dest, allow_outside_links)
     return res
+
+
+def _read(scan: "_Scan", reader: ArchiveReader) -> tuple[ScanResult, ArchiveReader]:
+    """Every member through ``scan`` (its writers stopped however it ends),
+    then the metadata: the pass both scan_archive and a chain's archives make."""
+    try:
+        for ti, fobj in reader:
+            scan.member(ti, fobj)
+    except BaseException:
+        if scan.writers is not None:
+            scan.writers.finish(raise_error=False)
+        raise
+    if scan.writers is not None:
+        scan.writers.finish()
+    res = scan.res
+    res.kinds = scan.kinds
+    if reader.metadata_bytes is None or reader.manifest_bytes is None:
+        raise NotABackupError(f"{scan.archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
+    res.metadata = parse_metadata(reader.metadata_bytes, scan.archive)
+    return res, reader
 
 
 class _Scan:
@@ -799,22 +805,8 @@ def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=Non
     """One archive of a chain: verified on its own (an incremental's
     manifest may list what it does not store), the files ``select`` names
     written into ``dest``."""
-    scan = _Scan(archive, dest, None, progress, select=select)
-    reader = ArchiveReader(archive, identity_file=identity_file, stream=stream)
-    try:
-        for ti, fobj in reader:
-            scan.member(ti, fobj)
-    except BaseException:
-        if scan.writers is not None:
-            scan.writers.finish(raise_error=False)
-        raise
-    if scan.writers is not None:
-        scan.writers.finish()
-    res = scan.res
-    res.kinds = scan.kinds
-    if reader.metadata_bytes is None or reader.manifest_bytes is None:
-        raise NotABackupError(f"{archive}: not a backup made by this toolkit (no manifest and metadata at its end)")
-    res.metadata = parse_metadata(reader.metadata_bytes, archive)
+    res, reader = _read(_Scan(archive, dest, None, progress, select=select),
+                        ArchiveReader(archive, identity_file=identity_file, stream=stream))
     res.errors.extend(reader.problems)
     try:
         _compare(res, reader.manifest_bytes)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -49,6 +48,7 @@ from .store import (
     BackupStore,
     archive_sha256,
     cached_archive_sha256,
+    flock_waiting,
     fsync_dir,
     parse_backup_name,
     record_archive_sha256,
@@ -619,15 +619,8 @@ def _push_lock(store: BackupStore, remote: Remote, timeout: float):
             return
         raise BackupError(f"cannot open lock file {path}: {exc.strerror}") from None
     try:
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockedError(f"another push from {store.directory} to remote {remote.name} is running (waited {timeout:g}s)") from None
-                time.sleep(0.05)
+        if not flock_waiting(fd, timeout):
+            raise LockedError(f"another push from {store.directory} to remote {remote.name} is running (waited {timeout:g}s)")
         yield
     finally:
         os.close(fd)

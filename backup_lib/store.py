@@ -65,6 +65,20 @@ class BackupFile:
         return (self.timestamp, self.seq)
 
 
+def flock_waiting(fd: int, timeout: float) -> bool:
+    """An exclusive flock on ``fd``, waiting up to ``timeout`` seconds for
+    it; False when another holder kept it that long."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
 def parse_backup_name(filename: str) -> dict | None:
     m = _NAME_RE.match(filename)
     if not m:
@@ -118,18 +132,11 @@ class BackupStore:
         except OSError as exc:
             raise BackupError(f"cannot open lock file {path}: {exc.strerror}") from None
         try:
-            deadline = time.monotonic() + max(0.0, timeout)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LockedError(
-                            f"backup dir {self.directory} is busy: another create or cleanup is running "
-                            f"(waited {timeout:g}s; try again when it finishes)"
-                        ) from None
-                    time.sleep(0.05)
+            if not flock_waiting(fd, timeout):
+                raise LockedError(
+                    f"backup dir {self.directory} is busy: another create or cleanup is running "
+                    f"(waited {timeout:g}s; try again when it finishes)"
+                )
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             yield

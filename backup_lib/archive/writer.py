@@ -205,14 +205,7 @@ class ArchiveWriter:
             if not stat.S_ISREG(st.st_mode):
                 return  # replaced by something else since the walk: never read it
             key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self._links:
-                first, digest, stored = self._links[key]
-                if stored:
-                    self._struct(header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
-                self._record({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
-                self._count(path, digest)
-                if inc is not None:
-                    self._tally(prior, stored)
+            if self._further_link(path, st, prior):
                 return
             digest = None
             held = None
@@ -240,13 +233,7 @@ class ArchiveWriter:
         is the parent's), or a further link to an inode already recorded."""
         inc = self._inc
         key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in self._links:
-            first, digest, stored = self._links[key]
-            if stored:
-                self._struct(header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
-            self._record({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first, "size": st.st_size, "sha256": digest})
-            self._count(path, digest)
-            self._tally(prior, stored)
+        if self._further_link(path, st, prior):
             return True
         if (prior is None or prior.type != "file" or inc.rehash or key in inc.force_groups
                 or not _same_stat(st, prior) or _racy(st, inc)):
@@ -257,6 +244,22 @@ class ArchiveWriter:
         self.report.total_size += st.st_size
         self._count(path, prior.sha256)
         self._tally(prior, False)
+        return True
+
+    def _further_link(self, path: str, st, prior: Prior | None) -> bool:
+        """A further path of an inode already recorded: a hard link, stored
+        as a member when its first path was (always, in a full backup)."""
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink <= 1 or key not in self._links:
+            return False
+        first, digest, stored = self._links[key]
+        if stored:
+            self._struct(header(path, tarfile.LNKTYPE, mode=st.st_mode, mtime=st.st_mtime_ns // 10**9, uid=st.st_uid, gid=st.st_gid, linkname=first))
+        self._record({"path": path, "type": "hardlink", "mode": stat.S_IMODE(st.st_mode), "mtime_ns": st.st_mtime_ns, "target": first,
+                      "size": st.st_size, "sha256": digest})
+        self._count(path, digest)
+        if self._inc is not None:
+            self._tally(prior, stored)
         return True
 
     def _hash_only(self, fd: int, st, path: str) -> tuple[str | None, bytes | None]:

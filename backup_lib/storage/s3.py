@@ -461,15 +461,7 @@ class S3Storage(Storage):
             parts = [f.result() for f in futures]
             return self._finish(key, full, upload_id, parts, size, sha256)
         except BaseException as exc:
-            self._stop(futures, cancel)
-            note = self._abort(key, full, upload_id)
-            if isinstance(exc, _Cancelled):
-                raise KeyboardInterrupt from None
-            if isinstance(exc, Exception):
-                err = self._error(exc, "uploading", key)
-                if note:
-                    err = type(err)(str(err) + note)
-                raise err from None
+            self._failed(exc, futures, cancel, key, full, upload_id)
             raise
 
     def _multipart_stream(self, key: str, full: str, stream: BinaryIO, size: int, sha256: str, progress) -> ObjectInfo:
@@ -509,16 +501,22 @@ class S3Storage(Storage):
             parts = [f.result() for f in futures]
             return self._finish(key, full, upload_id, parts, size, sha256)
         except BaseException as exc:
-            self._stop(futures, cancel)
-            note = self._abort(key, full, upload_id)
-            if isinstance(exc, _Cancelled):
-                raise KeyboardInterrupt from None
-            if isinstance(exc, Exception):
-                err = self._error(exc, "uploading", key)
-                if note:
-                    err = type(err)(str(err) + note)
-                raise err from None
+            self._failed(exc, futures, cancel, key, full, upload_id)
             raise
+
+    def _failed(self, exc: BaseException, futures, cancel: _Cancel, key: str, full: str, upload_id: str) -> None:
+        """A multipart upload that failed: its parts stopped, the upload
+        aborted (nothing partial stays), and the error translated (the
+        caller re-raises anything this does not)."""
+        self._stop(futures, cancel)
+        note = self._abort(key, full, upload_id)
+        if isinstance(exc, _Cancelled):
+            raise KeyboardInterrupt from None
+        if isinstance(exc, Exception):
+            err = self._error(exc, "uploading", key)
+            if note:
+                err = type(err)(str(err) + note)
+            raise err from None
 
     @staticmethod
     def _stop(futures, cancel: _Cancel) -> None:
