@@ -26,10 +26,12 @@ import pytest
 from invoke.util import yaml  # the parser Invoke, and so tasks.py, uses
 
 from conftest import HAVE_GIT, git, write_tree
+from helpers import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 README = (REPO / "README.md").read_text()
+
 
 # ------------------------------------------------------------ the scratch project
 
@@ -96,6 +98,7 @@ def tar_names(path: Path) -> set[str]:
 def load_yaml(path: Path):
     return yaml.safe_load(path.read_text())
 
+
 # ------------------------------------------------------- the README shows the files
 
 
@@ -108,6 +111,7 @@ def test_the_readme_shows_every_example_file_verbatim():
     assert set(shown) == files
     for name, text in shown.items():
         assert text == (REPO / name).read_text(), f"the README's copy of {name} differs from the file"
+
 
 # ------------------------------------------------------------------ GitHub Actions
 
@@ -254,6 +258,7 @@ def test_the_github_workflow_encrypts_to_the_repository_variable(tmp_path):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)[0]["checked"] == "contents"
 
+
 # ---------------------------------------------------------------------- GitLab CI
 
 
@@ -280,6 +285,7 @@ def test_the_gitlab_job_backs_up_verifies_checks_status_and_keeps_the_archives(t
     assert (status["status"], status["exit_code"]) == ("ok", 0)
     assert [r["task"] for r in history(backups / "history.jsonl")] == ["db.backup", "backup.create", "db.verify",
                                                                        "backup.verify"]
+
 
 # ---------------------------------------------------------------------- container
 
@@ -386,6 +392,7 @@ def test_the_container_backup_command_backs_up_to_the_volume_and_reports_a_shrun
     assert night.returncode == 10, night.stdout + night.stderr
     assert "myapp: shrunk (exit 10)" in night.stdout and "status: shrunk" in night.stderr
 
+
 # ------------------------------------------------- one invoke, two tasks of one name
 
 
@@ -400,3 +407,129 @@ def test_one_invoke_runs_both_tasks_of_the_same_name(tmp_path):
     assert [line.split()[0] for line in result.stdout.splitlines() if line.startswith("ok ")] == ["ok", "ok"]
     tasks = [r["task"] for r in history(root / "backups" / "history.jsonl")]
     assert tasks == ["db.backup", "backup.create", "backup.verify", "db.verify", "backup.cleanup", "db.cleanup"]
+
+
+# ----------------------------------------------------------- the machine contract
+
+
+CONTRACT_TABLE = re.compile(r"<!-- json-contract -->\n+\|.*\n\|[-| ]+\n((?:\|.*\n)+)")
+
+
+def contract() -> dict[str, list[str]]:
+    """{task: [field path, …]} from the README's table of stable --json fields."""
+    (rows,) = CONTRACT_TABLE.findall(README)
+    out = {}
+    for row in rows.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        fields = []
+        for token in re.findall(r"`([^`]+)`", cells[2]):
+            head, brace, rest = token.partition("{")
+            fields += [head + name.strip() for name in rest.rstrip("}").split(",")] if brace else [token]
+        for task in re.findall(r"`([^`]+)`", cells[0]):
+            out[task] = fields
+    return out
+
+
+def lookup(node, parts: list[str]) -> str:
+    """Whether a field path is "present", "missing", or "vacuous" (under a
+    null, an empty list or an empty mapping) in a JSON document."""
+    if not parts:
+        return "present"
+    if node is None:
+        return "vacuous"
+    head, rest = parts[0], parts[1:]
+    if head == "[]" or head.startswith("<"):
+        items = node if head == "[]" and isinstance(node, list) else \
+            list(node.values()) if head.startswith("<") and isinstance(node, dict) else None
+        if items is None:
+            return "missing"
+        found = {lookup(item, rest) for item in items}
+        return "missing" if "missing" in found else "present" if "present" in found else "vacuous"
+    if not isinstance(node, dict) or head not in node:
+        return "missing"
+    return lookup(node[head], rest)
+
+
+def field_parts(path: str) -> list[str]:
+    return re.findall(r"\[\]|[^.\[\]]+", path)
+
+
+def test_lookup_of_field_paths():
+    doc = {"a": [{"b": 1}, {"b": 2}], "k": {"x": {"n": None}, "y": {"n": {"m": 1}}}, "e": []}
+    assert lookup(doc, field_parts("a[].b")) == "present"
+    assert lookup(doc, field_parts("a[].c")) == "missing"
+    assert lookup(doc, field_parts("e[].c")) == "vacuous"
+    assert lookup(doc, field_parts("k.<kind>.n.m")) == "present"
+    assert lookup(doc, field_parts("k.<kind>.z")) == "missing"
+    assert lookup([{"ok": True}], field_parts("[].ok")) == "present"
+    assert lookup({"ok": True}, field_parts("[].ok")) == "missing"
+
+
+@pytest.fixture
+def samples(tmp_path, monkeypatch):
+    """The real --json output of each task in the contract, with every list
+    and optional object the contract reaches into filled at least once."""
+    root = make_app(tmp_path / "shop")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "remotes.yaml"
+    conf.write_text(f"remotes:\n  nas: {{url: '{nas}'}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    out: dict[str, list] = {}
+
+    def run(task, *args, code=0):
+        got, stdout, stderr = run_cli([task, "-p", str(root), "--json", *args])
+        assert got == code, stderr
+        out.setdefault(task, []).append(json.loads(stdout))
+
+    for change in ("first", "second"):
+        (root / "app" / "views" / "v0.py").write_text(f"# {change}\n")
+        run("backup.create")
+        run("db.backup")
+    run("backup.status", code=11)  # no verify yet: problems
+    bad = root / "backups" / "project" / "shop_project_20200101_000000.tar.gz"
+    bad.write_bytes(b"not an archive at all\n" * 10)
+    run("backup.verify", code=4)  # errors[] filled; recorded as the last failure
+    bad.unlink()
+    run("backup.verify")
+    run("db.verify")
+    run("backup.status")  # verified since: ok, with the failed verify as the last failure
+    run("backup.list")
+    run("db.list")
+    run("backup.restore", "-b", out["backup.create"][0]["backup_path"], "-t", str(tmp_path / "restored"))
+    run("backup.push")
+    run("db.push")
+    run("backup.cleanup", "-m", "1")
+    run("db.cleanup", "-m", "1")
+    return out
+
+
+def test_every_stable_json_field_is_in_the_tasks_real_output(samples):
+    table = contract()
+    assert {"backup.create", "db.backup", "backup.verify", "backup.list", "backup.status", "backup.restore",
+            "backup.cleanup", "backup.push"} <= set(table)
+    assert set(table) <= set(samples), "a task in the README's contract without a sample here"
+    for task, fields in table.items():
+        assert fields, task
+        for field in fields:
+            found = [lookup(doc, field_parts(field)) for doc in samples[task]]
+            assert "missing" not in found, f"{task} --json lacks {field}"
+            assert "present" in found, f"no sample of {task} --json reaches {field}"
+
+
+def test_a_failure_with_json_is_a_code_an_error_line_and_no_partial_output(tmp_path):
+    code, out, err = run_cli(["backup.verify", "-p", str(tmp_path / "gone"), "--json"])
+    assert code == 1 and out == "" and err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+def test_the_exit_code_table_names_every_code_the_tool_returns():
+    import tasks
+    from backup_lib import errors, status
+
+    section = README.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for first in re.findall(r"^\| (\d+(?:–\d+)?) \|", section, re.M):
+        low, _, high = first.partition("–")
+        documented |= set(range(int(low), int(high or low) + 1))
+    codes = {getattr(errors, name) for name in errors.__all__ if name.startswith("EXIT_")}
+    assert documented == codes | set(status.EXIT_CODES.values()) | {130, tasks.EXIT_PIPE}
