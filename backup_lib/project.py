@@ -105,13 +105,14 @@ def create_backup(
     mode = _incremental_mode(incremental, full)
 
     def select(stat_files: bool):
+        home = _toolkit_home(root, backup_dirs)  # looked at now: the backup folder may have just been made
         return select_files(
             root,
             include=include,
             exclude=exclude,
             default_excludes=default_excludes,
             exclude_paths=db_paths,
-            always_exclude_paths=backup_dirs,
+            always_exclude_paths=[*backup_dirs, *([home] if home else [])],
             stat_files=stat_files,  # a full create fstat()s each file it opens anyway
         )
 
@@ -188,6 +189,26 @@ def create_backup(
     if progress is not None:
         progress.done()
     return CreateResult(final, metadata, warnings=tuple(warnings), work_folders=tuple(swept))
+
+
+_TOOLKIT_FILES = {"history.jsonl", "history.jsonl.lock", "report.html"}
+
+
+def _toolkit_home(root: str, backup_dirs) -> str | None:
+    """``<root>/backups`` when it holds nothing but the toolkit's own (the
+    backup folders, the run history, the report page): then it is left out
+    whole, instead of coming back from every restore as an empty folder.
+    A project's own folder of that name, with anything else in it, is
+    backed up as usual (only the toolkit's paths inside it are left out)."""
+    home = os.path.join(root, "backups")
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return None
+    ours = {os.path.basename(d) for d in backup_dirs if os.path.dirname(d) == home}
+    if all(n in ours or n in _TOOLKIT_FILES for n in names):
+        return home
+    return None
 
 
 def _incremental_mode(value, full: bool) -> str:

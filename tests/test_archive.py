@@ -46,7 +46,17 @@ def test_selection_in_archive(project):
     assert "app/models.py" in names and "empty" in names and ".gitignore" in names
     for gone in ("app.log", ".env", "app.db", "app.db-wal", ".venv", "node_modules", "app/__pycache__"):
         assert not any(n == gone or n.startswith(gone + "/") for n in names), gone
-    assert not any(n.startswith("backups/") for n in names)  # the folder may be there, empty: never what it holds
+    assert not any(n == "backups" or n.startswith("backups/") for n in names)  # the toolkit's home holds only its own
+
+
+def test_a_projects_own_backups_folder_is_kept(tmp_path):
+    """A Django app named backups is the project's: its files stay, only the toolkit's paths inside go."""
+    root = tmp_path / "site"
+    write_tree(root, {"backups/__init__.py": "", "backups/models.py": "class Backup: pass\n", "manage.py": ""})
+    res = create_backup(str(root))
+    names = {ti.name for ti, _ in ArchiveReader(res.backup_path)}
+    assert {"backups", "backups/__init__.py", "backups/models.py"} <= names
+    assert not any(n.startswith("backups/project") for n in names)
 
 
 def test_metadata_fields(project):
