@@ -570,6 +570,40 @@ def quote_literal(text: str) -> str:
     return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+# Run in the snapshot's transaction right after pg_export_snapshot(): every
+# table is locked ACCESS SHARE (as pg_dump locks what it dumps) until the
+# rows are counted, so that nothing MVCC-unsafe (TRUNCATE, a table rewrite)
+# can slip in between pg_dump's end and the count and make the counts
+# disagree with the dump.  Only ACCESS EXCLUSIVE waits for it; writers never
+# do.  pg_dump takes its own locks too, so where the tables would fill more
+# than a quarter of the server's shared lock table this is left out rather
+# than risk "out of shared memory" in pg_dump.
+_LOCK_TABLES = r"""
+DO $backup_toolkit$
+DECLARE
+  t regclass;
+  capacity bigint := current_setting('max_locks_per_transaction')::bigint
+    * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint);
+BEGIN
+  IF (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%') * 4 > capacity THEN
+    RETURN;
+  END IF;
+  FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%' LOOP
+    BEGIN
+      EXECUTE format('LOCK TABLE ONLY %s IN ACCESS SHARE MODE', t);
+    EXCEPTION WHEN undefined_table OR insufficient_privilege THEN
+      NULL;  -- dropped meanwhile, or not ours to read (pg_dump says so if it needs it)
+    END;
+  END LOOP;
+END
+$backup_toolkit$;
+"""
+
+
 _FACTS_SQL = """
 SELECT json_build_object(
   'database', current_database(),
@@ -839,6 +873,7 @@ def pg_backup(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL row_security = off;"
                 " SELECT to_json(pg_export_snapshot());"
             )
+            session.run(_LOCK_TABLES)
             base = _file_name(facts["database"])
             dump_name, sql_name = base + ".dump", base + ".sql"
             dump_path, sql_path = os.path.join(work, dump_name), os.path.join(work, sql_name)
