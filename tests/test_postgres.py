@@ -370,6 +370,26 @@ def test_restore_creates_a_missing_database(pg, tmp_path):
     assert counts(pg, db)["sum"] == ACCOUNTS * START
 
 
+def test_a_killed_restores_work_folder_is_swept_by_the_next_restore(pg, tmp_path):
+    """The dump is extracted into a work folder with an owner record: one
+    a killed restore left (its process is gone) goes with the next restore,
+    instead of keeping a copy of the database in the backup dir for good."""
+    import sys
+
+    db = shop(pg)
+    res = backup(pg, tmp_path, db)
+    bdir = tmp_path / "proj" / "backups" / "db"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from backup_lib.workdir import create_work_dir; "
+              "wd = create_work_dir(sys.argv[2], 'restore', parent=sys.argv[3]); "
+              "open(wd.tree + '/shop.dump', 'wb').write(b'PGDMP' * 1000); print(wd.path)")
+    left = subprocess.run([sys.executable, "-c", script, str(Path(P.__file__).parent.parent), res.backup_path, str(bdir)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.isdir(left) and os.path.dirname(left) == str(bdir)
+    out = restore(pg, tmp_path, res.backup_path, db, drop_previous=True)
+    assert [(n["path"], n["removed"]) for n in out.work_folders] == [(left, True)] and "has ended" in out.work_folders[0]["reason"]
+    assert sorted(p.name for p in bdir.iterdir() if p.name.startswith(".") and p.name != ".backup.lock") == []
+
+
 def _forge_pg(path, meta: dict, dump: bytes, sql: bytes | None, **changes):
     """A PostgreSQL backup written by hand with every seal right."""
     db = meta["database"]
