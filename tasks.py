@@ -861,25 +861,29 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
                                                                  "--push": push, "--schema": schema,
                                                                  "--exclude-table": exclude_table})
     cfg = s["db"]
-    result = db_backup(
-        root,
-        db_path=cfg["path"],
-        db_url=cfg["url"],
-        schemas=cfg["schema"],
-        exclude_tables=cfg["exclude_table"],
-        pg_bin_dir=_pg_bin_dir(s, root),
-        pg_only=_given(schema=schema, exclude_table=exclude_table),
-        backup_dir=bdir,
-        skip_dirs=_backup_dirs(c, s, root),
-        name=s["backup"]["name"],
-        compression=cfg["compression"],
-        sql_dump=cfg["sql_dump"],
-        environment=s["backup"]["environment"],
-        lock_timeout=s["backup"]["lock_timeout"],
-        busy_timeout=cfg["busy_timeout"],
-        progress=_progress("db backup"),
-        encrypt_to=_recipients(s, "db", root),
-    )
+    bar = _progress("db backup")
+    try:
+        result = db_backup(
+            root,
+            db_path=cfg["path"],
+            db_url=cfg["url"],
+            schemas=cfg["schema"],
+            exclude_tables=cfg["exclude_table"],
+            pg_bin_dir=_pg_bin_dir(s, root),
+            pg_only=_given(schema=schema, exclude_table=exclude_table),
+            backup_dir=bdir,
+            skip_dirs=_backup_dirs(c, s, root),
+            name=s["backup"]["name"],
+            compression=cfg["compression"],
+            sql_dump=cfg["sql_dump"],
+            environment=s["backup"]["environment"],
+            lock_timeout=s["backup"]["lock_timeout"],
+            busy_timeout=cfg["busy_timeout"],
+            progress=bar,
+            encrypt_to=_recipients(s, "db", root),
+        )
+    finally:
+        bar.done()  # ends the progress line, if one was drawn, before the output
     meta = result.metadata
     for warning in result.warnings:
         _warn(warning)
@@ -964,14 +968,17 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
         from backup_lib.errors import UsageError
 
         raise UsageError("--target-db needs the name of a new database")
-    result = db_restore(path, root=root, db_path=s["db"]["path"], db_url=s["db"]["url"], backup_dir=bdir,
-                        skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
-                        from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
-                        lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
-                        encrypt_to=_recipients(s, "db", root), target_db=target_db,
-                        drop_previous=s["db"]["drop_previous"], pg_bin_dir=_pg_bin_dir(s, root),
-                        progress=_progress("db restore"),
-                        pg_only=_given(target_db=target_db is not None, drop_previous=drop_previous))
+    bar = _progress("db restore")
+    try:
+        result = db_restore(path, root=root, db_path=s["db"]["path"], db_url=s["db"]["url"], backup_dir=bdir,
+                            skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
+                            from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
+                            lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
+                            encrypt_to=_recipients(s, "db", root), target_db=target_db,
+                            drop_previous=s["db"]["drop_previous"], pg_bin_dir=_pg_bin_dir(s, root),
+                            progress=bar, pg_only=_given(target_db=target_db is not None, drop_previous=drop_previous))
+    finally:
+        bar.done()
     _run_report().archive(path)
     _print_work_folders(result.work_folders)
     if not hasattr(result, "db_path"):

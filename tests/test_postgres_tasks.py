@@ -271,18 +271,22 @@ def test_failures_are_one_line_exit_1_and_never_show_the_password(pg, tmp_path, 
     assert history.count("\n") >= 5 and PASSWORD not in history and "wrong-" not in history
 
 
-def test_encrypted_postgres_backups_verify_and_restore_with_the_identity(app, pg, tmp_path, monkeypatch):
+def test_encrypted_postgres_backups_pushed_verified_and_restored_with_the_identity(app, pg, tmp_path, monkeypatch):
     root, db = app
     key = str(tmp_path / "id.key")
     recipient = keygen(key)
+    nas = tmp_path / "nas"
+    nas.mkdir()
     conf = tmp_path / "enc.yaml"
-    conf.write_text(f"db:\n  encrypt_to: ['{recipient}']\n")
+    conf.write_text(f"db:\n  encrypt_to: ['{recipient}']\nremotes:\n  nas: {{url: '{nas}'}}\n")
     monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
     pg.psql(db, "INSERT INTO big_log VALUES ('marker-7c1e');")
-    code, out, err = cli("db.backup", "-p", root, "--json")
+    code, out, err = cli("db.backup", "-p", root, "--push", "nas", "--json")
     assert code == 0, err
     made = json.loads(out)
     assert made["backup_path"].endswith(".tar.gz.age") and b"marker-7c1e" not in Path(made["backup_path"]).read_bytes()
+    assert [p["remote"] for p in made["pushed"]] == ["nas"]
+    assert (nas / "shop" / "db" / os.path.basename(made["backup_path"])).is_file()
     code, out, err = cli("db.verify", "-p", root)
     assert code == 0 and "encrypted file only" in out
     code, out, err = cli("db.verify", "-p", root, "-I", key, "--json")
