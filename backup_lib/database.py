@@ -95,7 +95,8 @@ def _pg_target(db: Database):
 def _refuse_pg_only(db: Database, given) -> None:
     """Options that only apply to PostgreSQL, given for a SQLite database (exit 2)."""
     if given:
-        raise UsageError(f"{' and '.join(given)} only apply to PostgreSQL databases; the database here is the SQLite "
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{' and '.join(given)} only {verb} to PostgreSQL databases; the database here is the SQLite "
                          f"file {db.path} (from {db.how})")
 
 

@@ -180,8 +180,8 @@ def test_engine_mismatches_and_engine_only_flags_are_usage_errors(app, pg, tmp_p
         (["db.restore", "-p", root, "-b", lite_archive], "is a backup of a SQLite database, not of PostgreSQL"),
         (["db.restore", "-p", lite, "-b", pg_archive], "is a backup of a PostgreSQL database, not of SQLite"),
         (["db.restore", "-p", root, "-b", pg_archive, "--from-sql"], "--from-sql is for SQLite backups"),
-        (["db.restore", "-p", lite, "-b", lite_archive, "--target-db", "x"], "--target-db only apply to PostgreSQL"),
-        (["db.restore", "-p", lite, "-b", lite_archive, "--drop-previous"], "--drop-previous only apply to PostgreSQL"),
+        (["db.restore", "-p", lite, "-b", lite_archive, "--target-db", "x"], "--target-db only applies to PostgreSQL"),
+        (["db.restore", "-p", lite, "-b", lite_archive, "--drop-previous"], "--drop-previous only applies to PostgreSQL"),
         (["db.backup", "-p", lite, "--schema", "public", "--exclude-table", "t"], "--schema and --exclude-table only apply"),
     ]
     for args, needle in cases:
