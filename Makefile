@@ -64,7 +64,7 @@ status: $(STAMP) ## Are the backups fresh, complete and verified? (exit 10-13 if
 notify-test: $(STAMP) ## Send a test message to every configured notification URL
 	@$(INVOKE) backup.notify-test $(ARGS)
 
-db-backup: $(STAMP) ## Back up the SQLite database
+db-backup: $(STAMP) ## Back up the database (SQLite or PostgreSQL)
 	@$(INVOKE) db.backup $(ARGS)
 
 db-backups: $(STAMP) ## List database backups, newest first

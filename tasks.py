@@ -480,6 +480,7 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
         exclude=cfg["exclude"],
         default_excludes=cfg["default_excludes"],
         db_path=s["db"]["path"],
+        db_url=s["db"]["url"],
         other_backup_dirs=[*_backup_dirs(c, s, root), *_history_files(s, root)],
         environment=cfg["environment"],
         dry_run=dry_run,
@@ -876,7 +877,8 @@ def _print_cleanup(result, json_):
 
 # ----------------------------------------------------------------------- db
 
-DB_PATH_HELP = "the SQLite file (default: config db.path, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db under the root)"
+DB_PATH_HELP = ("the SQLite file (default: config db.path, db.url, DATABASE_URL / SQLALCHEMY_DATABASE_URI, or the one *.db "
+                "under the root); a PostgreSQL database is named by db.url or DATABASE_URL")
 
 
 def _db_settings(c, project_root, backup_dir, identity=None, **db_flags):
@@ -886,36 +888,58 @@ def _db_settings(c, project_root, backup_dir, identity=None, **db_flags):
     return s, root, _dir(s, "db", root)
 
 
-@_task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (snapshot only)",
+def _pg_bin_dir(s, root: str) -> str | None:
+    value = s["db"]["pg_bin_dir"]
+    return os.path.join(root, value) if value else None
+
+
+def _given(**flags) -> list[str]:
+    """The names of the flags given (PostgreSQL-only ones: refused for a SQLite database)."""
+    return [f"--{name.replace('_', '-')}" for name, value in flags.items() if value]
+
+
+@_task(name="backup", help={"db_path": DB_PATH_HELP, "no_sql_dump": "leave the SQL dump out (the snapshot, or the custom dump, only)",
                             "no_compress": "write a plain .tar", "compression": "gz (default), zst or none (config db.compression)",
                             "push": "then push the new backup to this remote (repeatable; config db.push)",
+                            "schema": "PostgreSQL: dump only schemas matching this pg_dump pattern (repeatable; config db.schema)",
+                            "exclude_table": "PostgreSQL: leave out tables matching this pg_dump pattern (repeatable; config db.exclude_table)",
                             "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP},
-       iterable=["push"])
+       iterable=["push", "schema", "exclude_table"])
 @_run
-def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, push=None, project_root=None,
-                   backup_dir=None, json_=False):
-    """Snapshot the live SQLite database consistently, check it, and archive it with an SQL dump."""
+def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compression=None, push=None, schema=None,
+                   exclude_table=None, project_root=None, backup_dir=None, json_=False):
+    """Back up the database consistently: a SQLite snapshot, or a PostgreSQL dump of one snapshot, with an SQL dump."""
     from backup_lib.database import db_backup
     from backup_lib.report import human_size
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, **{"--db-path": db_path, "--no-sql-dump": no_sql_dump,
                                                                  "--no-compress": no_compress, "--compression": compression,
-                                                                 "--push": push})
+                                                                 "--push": push, "--schema": schema,
+                                                                 "--exclude-table": exclude_table})
     cfg = s["db"]
-    result = db_backup(
-        root,
-        db_path=cfg["path"],
-        backup_dir=bdir,
-        skip_dirs=_backup_dirs(c, s, root),
-        name=s["backup"]["name"],
-        compression=cfg["compression"],
-        sql_dump=cfg["sql_dump"],
-        environment=s["backup"]["environment"],
-        lock_timeout=s["backup"]["lock_timeout"],
-        busy_timeout=cfg["busy_timeout"],
-        progress=_progress("db backup"),
-        encrypt_to=_recipients(s, "db", root),
-    )
+    bar = _progress("db backup")
+    try:
+        result = db_backup(
+            root,
+            db_path=cfg["path"],
+            db_url=cfg["url"],
+            schemas=cfg["schema"],
+            exclude_tables=cfg["exclude_table"],
+            pg_bin_dir=_pg_bin_dir(s, root),
+            pg_only=_given(schema=schema, exclude_table=exclude_table),
+            backup_dir=bdir,
+            skip_dirs=_backup_dirs(c, s, root),
+            name=s["backup"]["name"],
+            compression=cfg["compression"],
+            sql_dump=cfg["sql_dump"],
+            environment=s["backup"]["environment"],
+            lock_timeout=s["backup"]["lock_timeout"],
+            busy_timeout=cfg["busy_timeout"],
+            progress=bar,
+            encrypt_to=_recipients(s, "db", root),
+        )
+    finally:
+        bar.done()  # ends the progress line, if one was drawn, before the output
     meta = result.metadata
     for warning in result.warnings:
         _warn(warning)
@@ -923,6 +947,11 @@ def db_backup_task(c, db_path=None, no_sql_dump=False, no_compress=False, compre
 
     def human():
         rows = sum(meta["tables"].values())
+        if meta.get("engine") == "postgresql":
+            dumps = ", ".join(_shown(d) for d in (meta["dump_file"], meta["sql_dump"]) if d)
+            _out(f"Created {_shown(result.backup_path)}\n  {meta['source']}: {len(meta['tables'])} tables, {rows} rows, "
+                 f"{human_size(meta['size'])}, PostgreSQL {meta['server_version']}, dumps {dumps}")
+            return
         _out(f"Created {result.backup_path}\n  {meta['source_path']}: {len(meta['tables'])} tables, {rows} rows, "
              f"{human_size(meta['size'])}, integrity ok" + (f", dump {meta['sql_dump']}" if meta["sql_dump"] else ""))
 
@@ -962,43 +991,62 @@ def db_info(c, backup_path=None, remote=None, identity=None, project_root=None, 
                             "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
 def db_verify_task(c, backup_path=None, remote=None, download=False, identity=None, project_root=None, backup_dir=None, json_=False):
-    """Check database backups: hashes, integrity_check, row counts, and that the dump loads."""
+    """Check database backups: hashes, then SQLite's integrity_check, row counts and the dump loading, or pg_restore --list."""
     from backup_lib.database import db_verify
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
     if remote is not None:
         return _verify_remote(c, s, root, "db", remote, backup_path, download, json_)
     paths = [_archive(backup_path, bdir)] if backup_path else []
-    _print_verify(db_verify(bdir, paths, identity_file=_identity(s, root)), json_)
+    _print_verify(db_verify(bdir, paths, identity_file=_identity(s, root), pg_bin_dir=_pg_bin_dir(s, root)), json_)
 
 
 @_task(name="restore", help={"backup_path": "the archive to restore", "db_path": DB_PATH_HELP,
-                             "from_sql": "rebuild from the SQL dump instead of the snapshot",
-                             "force": "restore even while another connection holds a write transaction: what it commits then goes "
-                                      "to the replaced file and is lost (never skips verification)",
+                             "from_sql": "SQLite: rebuild from the SQL dump instead of the snapshot",
+                             "force": "SQLite: restore even while another connection holds a write transaction: what it commits "
+                                      "then goes to the replaced file and is lost; PostgreSQL: terminate the other sessions "
+                                      "of the database (never skips verification)",
+                             "target_db": "PostgreSQL: restore into this new database and leave the live one alone",
+                             "drop_previous": "PostgreSQL: drop the replaced database instead of keeping it as "
+                                              "<db>_previous_<ts> (config db.drop_previous)",
                              "identity": IDENTITY_HELP,
                              "remote": REMOTE_HELP + ": read the backup from there (verified before the database is touched)",
                              "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP, "json_": JSON_HELP})
 @_run
-def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, identity=None, remote=None, project_root=None,
-                    backup_dir=None, json_=False):
-    """Verify a database backup, take a safety backup, and swap the restored file into place."""
+def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=False, target_db=None, drop_previous=False,
+                    identity=None, remote=None, project_root=None, backup_dir=None, json_=False):
+    """Verify a database backup, take a safety backup, and swap the restored database into place."""
     from backup_lib.database import db_restore
 
-    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity, **{"--db-path": db_path})
-    options = dict(root=root, db_path=s["db"]["path"], backup_dir=bdir, skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
+    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity,
+                                 **{"--db-path": db_path, "--drop-previous": drop_previous})
+    if target_db is not None and not target_db.strip():
+        from backup_lib.errors import UsageError
+
+        raise UsageError("--target-db needs the name of a new database")
+    options = dict(root=root, db_path=s["db"]["path"], db_url=s["db"]["url"], backup_dir=bdir,
+                   skip_dirs=_backup_dirs(c, s, root), name=s["backup"]["name"],
                    from_sql=from_sql, force=force, busy_timeout=s["db"]["restore_lock_wait"],
-                   lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root), encrypt_to=_recipients(s, "db", root))
-    if remote is not None:
-        with _remote(c, remote) as rem:
-            path, stream, _opener = _remote_source(rem, _project_name(s, root), "db", backup_path)
-            with stream:
-                result = db_restore(path, stream=stream, **options)
-    else:
-        path = _archive(backup_path, bdir)
-        result = db_restore(path, **options)
+                   lock_timeout=s["backup"]["lock_timeout"], identity_file=_identity(s, root),
+                   encrypt_to=_recipients(s, "db", root), target_db=target_db,
+                   drop_previous=s["db"]["drop_previous"], pg_bin_dir=_pg_bin_dir(s, root),
+                   pg_only=_given(target_db=target_db is not None, drop_previous=drop_previous))
+    bar = _progress("db restore")
+    try:
+        if remote is not None:
+            with _remote(c, remote) as rem:
+                path, stream, _opener = _remote_source(rem, _project_name(s, root), "db", backup_path)
+                with stream:
+                    result = db_restore(path, stream=stream, progress=bar, **options)
+        else:
+            path = _archive(backup_path, bdir)
+            result = db_restore(path, progress=bar, **options)
+    finally:
+        bar.done()
     _run_report().archive(path)
     _print_work_folders(result.work_folders)
+    if not hasattr(result, "db_path"):
+        return _print_pg_restore(result, json_)
     held = ", ".join(f"pid {pid} {cmd}" for pid, cmd in result.open_by)
     if result.forced_while_busy:
         _warn(f"restored over another connection's write transaction (--force{'; open in ' + held if held else ''}): "
@@ -1013,6 +1061,29 @@ def db_restore_task(c, backup_path=None, db_path=None, from_sql=False, force=Fal
         _out(f"  safety backup of the previous database: {result.safety_backup}" if result.safety_backup else "  (there was no database before)")
         _out("  restart the application so that no connection keeps the old file open"
              + (f" (it is open in {held})" if held else ""))
+
+
+def _print_pg_restore(result, json_) -> None:
+    for note in result.notes:
+        _warn(note)
+    if json_:
+        _json({"engine": "postgresql", "database": result.database, "backup_path": result.backup_path,
+               "safety_backup": result.safety_backup, "tables": result.tables, "replaced": result.replaced,
+               "previous": result.previous, "terminated": result.terminated, "notes": list(result.notes),
+               "work_folders": list(result.work_folders)})
+        return
+    _out(f"Restored {_shown(result.database)} from {_shown(result.backup_path)}"
+         + ("" if result.replaced else " (a new database)"))
+    if result.safety_backup:
+        _out(f"  safety backup of the database it replaced: {_shown(result.safety_backup)}")
+    if result.previous:
+        ident = '"' + result.previous.replace('"', '""') + '"'  # as SQL writes the name
+        shown = ident if ident.isprintable() else _shown(ident)
+        _out(f"  the previous database is kept as {_shown(result.previous)} (DROP DATABASE {shown} when no longer needed)")
+    elif result.replaced:
+        _out("  the previous database was dropped (--drop-previous)")
+    if result.terminated:
+        _out(f"  terminated {result.terminated} session{'s' if result.terminated != 1 else ''} of the database (--force)")
 
 
 @_task(name="cleanup", help={"retention_days": "delete backups older than this many days (default 30; config db.retention_days)",
@@ -1156,8 +1227,8 @@ def status(c, json_=False, prometheus=None, project_root=None, backup_dir=None):
     root = _root(s)
     section = {k: v for k, v in s["status"].items() if v is not None}
     thresholds = thresholds_from_config(section)
-    db = resolve_database(root, s["db"]["path"], skip_dirs=_backup_dirs(c, s, root))
-    kinds = expected_kinds(section, has_database=db.path is not None)
+    db = resolve_database(root, s["db"]["path"], url=s["db"]["url"], skip_dirs=_backup_dirs(c, s, root))
+    kinds = expected_kinds(section, has_database=db.usable)
     dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}
     unknown = [k for k in kinds if k not in dirs]
     if unknown:

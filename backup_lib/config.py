@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from .errors import UsageError
 
 __all__ = [
-    "Bool", "Int", "Float", "Duration", "CalendarDuration", "Raw", "Text", "Choice", "TextList", "Path",
+    "Bool", "Int", "Float", "Duration", "CalendarDuration", "Raw", "Text", "SecretText", "Choice", "TextList", "Path",
     "Flag", "Setting", "SCHEMA", "FileSource", "EnvSource",
     "resolve", "env_var", "env_prefixes", "check_invoke_layers",
 ]
@@ -184,6 +184,13 @@ class Text(Kind):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValueError
         return str(value) or None
+
+
+class SecretText(Text):
+    """Text that may hold a password (a database URL): a message about a
+    bad value names the setting and where it was set, never the value."""
+
+    __slots__ = ()
 
 
 class Choice(Kind):
@@ -350,6 +357,13 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "db": {
         "path": Setting(Path(), None, (Flag("--db-path"),), "the SQLite file"),
+        "url": Setting(SecretText(), None, (), "the database's URL: postgresql://… or sqlite:///… (wins over DATABASE_URL)"),
+        "pg_bin_dir": Setting(Path(), None, (), "the folder of pg_dump, pg_restore and psql (default: PATH)"),
+        "schema": Setting(TextList(), [], (Flag("--schema", append=True),), "PostgreSQL: dump only these schemas (pg_dump patterns)"),
+        "exclude_table": Setting(TextList(), [], (Flag("--exclude-table", append=True),),
+                                 "PostgreSQL: leave these tables out (pg_dump patterns)"),
+        "drop_previous": Setting(Bool(), False, (Flag("--drop-previous", const=True),),
+                                 "PostgreSQL: drop the replaced database after a restore instead of keeping it"),
         "backup_dir": Setting(Path(), None, (Flag("--backup-dir"),), "where database backups go (default <root>/backups/db)"),
         "compression": Setting(_COMPRESSION, "gz", (Flag("--compression"), Flag("--no-compress", const="none"))),
         "sql_dump": Setting(Bool(), True, (Flag("--no-sql-dump", const=False),)),
@@ -438,7 +452,8 @@ def _file_entries(src: FileSource, schema, warnings: list[str]):
             raise UsageError(f"{section} in {src.path} must be a mapping of settings (it is {_show(values)})")
         for key, raw in values.items():
             if key in keys:
-                yield section, key, raw, f"{section}.{key} in {src.path} ({_show(raw)})"
+                shown = "" if isinstance(keys[key].kind, SecretText) else f" ({_show(raw)})"
+                yield section, key, raw, f"{section}.{key} in {src.path}{shown}"
             else:
                 warnings.append(f"unknown setting {section}.{key} in {src.path} is ignored{_closest(str(key), keys)}")
 
@@ -452,7 +467,7 @@ def _env_entries(src: EnvSource, schema, warnings: list[str]):
                 key = name[len(prefix):].lower()
                 raw = src.environ[name]
                 if key in schema[section]:
-                    yield section, key, raw, f"{name}={shlex.quote(raw)}"
+                    yield section, key, raw, name if isinstance(schema[section][key].kind, SecretText) else f"{name}={shlex.quote(raw)}"
                 else:
                     names = [env_var(section, k) for k in schema[section]]
                     warnings.append(f"unknown setting {name} is ignored{_closest(name, names)}")

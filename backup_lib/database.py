@@ -1,7 +1,12 @@
 """Database backups: db.backup / list / info / verify / restore / cleanup.
 
-An archive holds the snapshot file, its SQL dump (unless turned off) and the
-manifest and metadata every backup of this toolkit has.
+Two engines, one set of tasks: the database is resolved once
+(:func:`find_database`, :mod:`backup_lib.dbpath`), and a PostgreSQL URL goes
+to :mod:`backup_lib.postgres` (imported only then).  A SQLite archive holds
+the snapshot file, its SQL dump (unless turned off) and the manifest and
+metadata every backup of this toolkit has; a PostgreSQL archive the custom
+and the SQL dump (``"engine": "postgresql"`` in its metadata).  Verify and
+restore go by the archive's engine and the database's.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from dataclasses import dataclass
 
 from . import archive as _archive
 from . import sqlite as _sq
-from .dbpath import HOW_TO_SET, resolve_database, side_files
-from .errors import DatabaseError, IntegrityError, NotFoundError
+from .dbpath import HOW_TO_SET, Database, resolve_database, side_files
+from .errors import BackupError, DatabaseError, IntegrityError, NotFoundError, UsageError
 from .extract import scan_archive
 from .metadata import common_metadata, now_utc, shown_path
 from .project import VerifyReport
@@ -25,7 +30,7 @@ from .selection import Entry, tree_key
 from .store import BackupStore, default_backup_dir, fsync_dir
 from .workdir import WorkDir, create_work_dir, sweep
 
-__all__ = ["DbBackupResult", "DbRestoreResult", "locate_database", "db_backup", "db_verify", "db_restore"]
+__all__ = ["DbBackupResult", "DbRestoreResult", "find_database", "locate_database", "db_backup", "db_verify", "db_restore"]
 
 
 @dataclass(frozen=True)
@@ -47,25 +52,59 @@ class DbRestoreResult:
     work_folders: tuple[dict, ...] = ()  # leftovers of killed runs beside the database
 
 
-def locate_database(root: str, db_path: str | None = None, *, skip_dirs=(), must_exist: bool = True) -> tuple[str, str]:
-    """(path, how it was found) of the SQLite file the database tasks work on.
+def find_database(root: str, db_path: str | None = None, db_url: str | None = None, *, skip_dirs=()) -> Database:
+    """The database the db tasks work on: a SQLite file or a PostgreSQL URL.
 
     The same resolution as a project backup's (:func:`resolve_database`);
     what it cannot name (nothing found, several files, a URL of another
     engine or an in-memory database) is a :class:`DatabaseError`, never a
-    reason to take some other file."""
-    db = resolve_database(root, db_path, skip_dirs=skip_dirs)
+    reason to take some other file; ``db_path`` and ``db_url`` together are
+    a :class:`UsageError`."""
+    db = resolve_database(root, db_path, url=db_url, skip_dirs=skip_dirs)
     if db.problem:
         raise DatabaseError(db.problem)
+    return db
+
+
+def locate_database(root: str, db_path: str | None = None, *, db_url: str | None = None, skip_dirs=(),
+                    must_exist: bool = True) -> tuple[str, str]:
+    """(path, how it was found) of the SQLite file the database tasks work
+    on; a PostgreSQL database is a :class:`DatabaseError` here (the SQLite
+    engine's entry point)."""
+    return _sqlite_path(find_database(root, db_path, db_url, skip_dirs=skip_dirs), must_exist)
+
+
+def _sqlite_path(db: Database, must_exist: bool = True) -> tuple[str, str]:
+    if db.engine != "sqlite" or db.path is None:
+        raise DatabaseError(f"{db.how} names a {db.engine} database, not a SQLite file")
     if must_exist or os.path.exists(db.path):
         _sq.check_sqlite_file(db.path, f" (from {db.how}; {HOW_TO_SET})")
     return db.path, db.how
+
+
+def _pg_target(db: Database):
+    """The parsed URL; a malformed one is a usage error naming where it was set (never quoting it)."""
+    from .postgres import parse_url
+
+    try:
+        return parse_url(db.url)
+    except UsageError as exc:
+        raise UsageError(f"{db.how}: {exc}") from None
+
+
+def _refuse_pg_only(db: Database, given) -> None:
+    """Options that only apply to PostgreSQL, given for a SQLite database (exit 2)."""
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{' and '.join(given)} only {verb} to PostgreSQL databases; the database here is the SQLite "
+                         f"file {db.path} (from {db.how})")
 
 
 def db_backup(
     root: str,
     *,
     db_path: str | None = None,
+    db_url: str | None = None,
     backup_dir: str | None = None,
     skip_dirs=(),
     name: str | None = None,
@@ -77,16 +116,37 @@ def db_backup(
     progress=None,
     safety_for: str | None = None,
     encrypt_to=(),
+    schemas=(),
+    exclude_tables=(),
+    pg_bin_dir: str | None = None,
+    pg_only=(),
 ) -> DbBackupResult:
     """Snapshot the database and archive it.  With ``encrypt_to`` the
     archive is encrypted (age) as it is written; the snapshot itself is made
     in a private folder beside the backups (0700) and removed at once: it is
-    the same data as the live file, on the same machine."""
+    the same data as the live file, on the same machine.
+
+    A PostgreSQL database (``db_url``, or a URL variable) is dumped by
+    :func:`backup_lib.postgres.pg_backup` with ``schemas``,
+    ``exclude_tables`` and the tools from ``pg_bin_dir``; for a SQLite file
+    those are ignored, except that ``pg_only`` (the names of such options
+    given explicitly, e.g. ``["--schema"]``) is a usage error."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise NotFoundError(f"project root {root} does not exist or is not a directory")
     backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
-    path, how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs])
+    db = find_database(root, db_path, db_url, skip_dirs=[backup_dir, *skip_dirs])
+    if db.engine == "postgresql":
+        from .postgres import pg_backup
+
+        res = pg_backup(root, url=_pg_target(db), found_by=db.how, backup_dir=backup_dir, name=name, compression=compression,
+                        sql_dump=sql_dump, schemas=list(schemas), exclude_tables=list(exclude_tables), environment=environment,
+                        lock_timeout=lock_timeout, pg_bin_dir=pg_bin_dir, progress=progress, safety_for=safety_for,
+                        encrypt_to=encrypt_to)
+        meta = res.metadata
+        return DbBackupResult(res.backup_path, meta, tuple(pg_backup_warnings(meta)))
+    _refuse_pg_only(db, pg_only)
+    path, how = _sqlite_path(db)
     name = name or os.path.basename(root) or "project"
     compression_name = _archive.COMPRESSIONS[compression][1]
     store = BackupStore(backup_dir, "db")
@@ -164,6 +224,15 @@ def backup_warnings(path: str, metadata: dict) -> list[str]:
     return [f"database {path} has no tables: the backup holds none; is it the application's database? ({HOW_TO_SET})"]
 
 
+def pg_backup_warnings(metadata: dict) -> list[str]:
+    """A PostgreSQL backup that holds no table data: the wrong database, or a --schema that matches nothing?"""
+    if metadata.get("tables"):
+        return []
+    narrowed = " with the --schema / --exclude-table given" if metadata.get("schemas") or metadata.get("exclude_tables") else ""
+    return [f"PostgreSQL database {metadata.get('database')} has no tables{narrowed}: the backup holds none; "
+            f"is it the application's database? (config db.url or DATABASE_URL)"]
+
+
 def _source_was_empty(path: str) -> bool:
     try:
         return os.path.getsize(path) == 0
@@ -179,6 +248,8 @@ def _check_extracted(res, work: str) -> list[str]:
         return errors + [f"not a database backup (backup_type {meta.get('backup_type')!r})"]
     if errors:
         return errors
+    if meta.get("engine") not in (None, "sqlite"):
+        return [f"not a SQLite backup (engine {meta.get('engine')!r})"]
     snap = os.path.join(work, meta.get("database_file", ""))
     if not os.path.isfile(snap):
         return [f"the snapshot {meta.get('database_file')!r} is missing from the archive"]
@@ -207,12 +278,13 @@ def _check_extracted(res, work: str) -> list[str]:
     return errors
 
 
-def _extract_and_check(archive: str, work: str, identity_file: str | None = None, stream=None) -> tuple[dict, list[str]]:
+def _extract_and_check(archive: str, work: str, identity_file: str | None = None, stream=None) -> tuple[dict, list[str], bool]:
+    """(metadata, problems, whether the archive itself is sound: every hash and seal)."""
     try:
         res = scan_archive(archive, dest=work, identity_file=identity_file, stream=stream)
     except IntegrityError as exc:
-        return {}, [str(exc)]
-    return res.metadata or {}, _check_extracted(res, work)
+        return {}, [str(exc)], False
+    return res.metadata or {}, _check_extracted(res, work), not res.errors
 
 
 def check_database_stream(label: str, stream, identity_file: str | None = None) -> list[str]:
@@ -234,7 +306,29 @@ def _work_dir(near: str, label: str) -> WorkDir:
     return create_work_dir(label, "verify", parent=parent)
 
 
-def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None) -> list[VerifyReport]:
+def archive_engine(path: str, identity_file: str | None = None) -> str | None:
+    """"postgresql" or "sqlite" as the archive's metadata says (its index
+    when fresh, else the archive; unverified: it only chooses the checks),
+    None when it cannot be read."""
+    from .store import read_metadata
+
+    for identity in (None, identity_file) if identity_file else (None,):
+        try:
+            meta = read_metadata(path, identity)
+        except BackupError:
+            continue
+        if isinstance(meta, dict):
+            engine = meta.get("engine")
+            return engine if isinstance(engine, str) else "sqlite"
+    return None
+
+
+def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None, pg_bin_dir: str | None = None,
+              progress=None) -> list[VerifyReport]:
+    """Verify database backups of either engine: each by its metadata's
+    engine (a PostgreSQL one needs pg_restore, no server).  The PostgreSQL
+    tools are looked for before anything is verified: missing or too old
+    ones fail the run (exit 1), not the backups."""
     from .archive.crypto import is_encrypted
     from .project import verify_ciphertext
 
@@ -242,21 +336,41 @@ def db_verify(backup_dir: str, paths=(), *, identity_file: str | None = None) ->
         paths = [bf.path for bf in BackupStore(backup_dir, "db").backups()]
         if not paths:
             raise NotFoundError(f"no database backups to verify in {backup_dir}")
-    reports = []
+    plan = []
     for path in paths:
         if not os.path.exists(path):
+            plan.append((path, "missing"))
+        elif identity_file is None and is_encrypted(path):
+            plan.append((path, "ciphertext"))
+        else:
+            plan.append((path, archive_engine(path, identity_file) or "sqlite"))
+    tools = None
+    if any(how == "postgresql" for _p, how in plan):
+        from .postgres import find_tools
+
+        tools = find_tools(pg_bin_dir, need=("pg_restore",))
+    reports = []
+    for path, how in plan:
+        if how == "missing":
             reports.append(VerifyReport(path, False, (f"{path} does not exist",)))
-            continue
-        if identity_file is None and is_encrypted(path):
+        elif how == "ciphertext":
             reports.append(verify_ciphertext(path))
-            continue
-        wd = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
-        try:
-            meta, errors = _extract_and_check(path, wd.tree, identity_file)
-        finally:
-            wd.remove()
-        reports.append(VerifyReport(path, not errors, tuple(errors), meta))
+        elif how == "postgresql":
+            from .postgres import verify_backup
+
+            reports.append(verify_backup(path, tools=tools, identity_file=identity_file, progress=progress))
+        else:
+            reports.append(_verify_sqlite(path, identity_file))
     return reports
+
+
+def _verify_sqlite(path: str, identity_file: str | None) -> VerifyReport:
+    wd = _work_dir(os.path.dirname(os.path.abspath(path)), "db")
+    try:
+        meta, errors, _sound = _extract_and_check(path, wd.tree, identity_file)
+    finally:
+        wd.remove()
+    return VerifyReport(path, not errors, tuple(errors), meta)
 
 
 def _writer_busy(db: str, timeout: float) -> bool:
@@ -334,6 +448,7 @@ def db_restore(
     *,
     root: str,
     db_path: str | None = None,
+    db_url: str | None = None,
     backup_dir: str | None = None,
     skip_dirs=(),
     name: str | None = None,
@@ -343,23 +458,50 @@ def db_restore(
     lock_timeout: float = 10.0,
     identity_file: str | None = None,
     encrypt_to=(),
+    target_db: str | None = None,
+    drop_previous: bool = False,
+    pg_bin_dir: str | None = None,
+    progress=None,
+    pg_only=(),
     stream=None,
-) -> DbRestoreResult:
+):
     """Restore ``archive`` over the live database (see the README).  An
     encrypted backup needs ``identity_file``; ``encrypt_to`` encrypts the
-    safety backup of the live database like any new backup."""
+    safety backup of the live database like any new backup.
+
+    A PostgreSQL database goes to :func:`backup_lib.postgres.pg_restore_backup`
+    (``target_db``, ``drop_previous``; the result is a ``PgRestoreResult``);
+    ``from_sql`` is for SQLite only.  A sound backup of the other engine is
+    a usage error (exit 2), found before anything is changed."""
     root = os.path.abspath(root)
     if stream is None and not os.path.exists(archive):
         raise NotFoundError(f"backup {archive} does not exist")
     backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
-    live, _how = locate_database(root, db_path, skip_dirs=[backup_dir, *skip_dirs], must_exist=False)
+    db = find_database(root, db_path, db_url, skip_dirs=[backup_dir, *skip_dirs])
+    if db.engine == "postgresql":
+        if stream is not None:
+            raise UsageError("db.restore --remote restores SQLite backups; for PostgreSQL, db.pull the backup first, then db.restore it")
+        if from_sql:
+            raise UsageError("--from-sql is for SQLite backups: a PostgreSQL backup is restored from its custom dump "
+                             "(its SQL dump loads with psql -f, see the README)")
+        from .postgres import pg_restore_backup
+
+        return pg_restore_backup(archive, root=root, url=_pg_target(db), backup_dir=backup_dir, name=name, target_db=target_db,
+                                 force=force, drop_previous=drop_previous, pg_bin_dir=pg_bin_dir, lock_timeout=lock_timeout,
+                                 progress=progress, identity_file=identity_file, encrypt_to=encrypt_to, found_by=db.how)
+    _refuse_pg_only(db, pg_only)
+    live, _how = _sqlite_path(db, must_exist=False)
     parent = os.path.dirname(live)
     os.makedirs(parent, exist_ok=True)
     swept = sweep(parent)
     wd = create_work_dir(live)
     work = wd.tree
     try:
-        meta, errors = _extract_and_check(archive, work, identity_file, stream)
+        meta, errors, sound = _extract_and_check(archive, work, identity_file, stream)
+        if sound and meta.get("backup_type") == "database" and meta.get("engine") == "postgresql":
+            # A sound backup of the other engine: the wrong archive for this database, not a damaged one.
+            raise UsageError(f"{archive} is a backup of a PostgreSQL database, not of SQLite: restore it with db.url "
+                             f"or DATABASE_URL set to the PostgreSQL server (postgresql://…)")
         if errors:
             raise IntegrityError(f"{archive} fails verification, nothing restored: {errors[0]}")
         if from_sql and not meta.get("sql_dump"):

@@ -3,12 +3,16 @@
 Order, first match wins:
 
 1. an explicit path (``--db-path`` or config ``db.path``);
-2. the first of ``DATABASE_URL`` / ``SQLALCHEMY_DATABASE_URI`` that is set,
+2. config ``db.url`` (the same URL forms as below; together with an
+   explicit path it is a usage error: one of them is the database);
+3. the first of ``DATABASE_URL`` / ``SQLALCHEMY_DATABASE_URI`` that is set,
    each from the environment before the project's ``.env``: a
-   ``sqlite:///…`` URL names the file; any other URL (another engine, an
-   in-memory SQLite database) names a database this tool does not back up,
-   and is never a reason to take some other file;
-3. the lone SQLite file (``*.db`` / ``*.sqlite`` / ``*.sqlite3`` starting
+   ``sqlite:///…`` URL names the file, a ``postgresql://`` /
+   ``postgres://`` URL a PostgreSQL database (:mod:`backup_lib.postgres`);
+   any other URL (another engine, an in-memory SQLite database) names a
+   database this tool does not back up, and is never a reason to take some
+   other file;
+4. the lone SQLite file (``*.db`` / ``*.sqlite`` / ``*.sqlite3`` starting
    with SQLite's header) under the root, outside the backup directories.
 
 ``backup.create`` and every ``db.*`` task call :func:`resolve_database`; the
@@ -20,13 +24,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
 
+from .errors import UsageError
 from .store import default_backup_dir
 
 __all__ = [
     "URL_VARIABLES",
+    "url_setting",
     "SUPPORTED_ENGINES",
     "Database",
     "DatabaseURL",
@@ -38,13 +44,14 @@ __all__ = [
 ]
 
 URL_VARIABLES = ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI")
-SUPPORTED_ENGINES = ("sqlite",)  # a second engine adds its name here and its tasks in database.py
+SUPPORTED_ENGINES = ("sqlite", "postgresql")  # database.py dispatches on the engine
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SQLITE_MAGIC = b"SQLite format 3\0"
 _SCAN_SKIP = {".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache", ".tox", ".mypy_cache"}
-HOW_TO_SET = "set it with --db-path, config db.path (invoke.yaml) or DATABASE_URL=sqlite:///path in .env"
-SUPPORTED_URLS = "sqlite:///relative/path or sqlite:////absolute/path"
-EXPLICIT, SCANNED, NOTHING = "db.path", "found under the project root", "none"
+HOW_TO_SET = ("set it with --db-path, config db.path (invoke.yaml) or DATABASE_URL=sqlite:///path in .env "
+              "(PostgreSQL: config db.url or DATABASE_URL=postgresql://…)")
+SUPPORTED_URLS = "sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host:port/dbname"
+EXPLICIT, CONFIGURED_URL, SCANNED, NOTHING = "db.path", "db.url", "found under the project root", "none"
 _ENGINE_ALIASES = {"postgres": "postgresql", "pgsql": "postgresql", "mariadb": "mysql"}
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{0,40}")
 
@@ -108,22 +115,26 @@ def sqlite_url_path(url: str) -> str | None:
 class Database:
     """The application's database as :func:`resolve_database` found it.
 
-    ``engine``: "sqlite", another engine named by a URL, or None when nothing
-    names one; ``path``: the SQLite file, when there is one; ``how``: where it
-    came from ("db.path", "$DATABASE_URL", "DATABASE_URL in .env", "found
-    under the project root", "none"); ``candidates``: what the lone-file
-    scan found (none or several when it could not choose); ``problem``: why
-    the database tasks cannot use it, one line (None when they can)."""
+    ``engine``: "sqlite", "postgresql", another engine named by a URL, or
+    None when nothing names one; ``path``: the SQLite file, when there is
+    one; ``url``: a PostgreSQL database's URL as written (it may hold a
+    password: never shown, see :func:`backup_lib.postgres.parse_url`);
+    ``how``: where it came from ("db.path", "db.url", "$DATABASE_URL",
+    "DATABASE_URL in .env", "found under the project root", "none");
+    ``candidates``: what the lone-file scan found (none or several when it
+    could not choose); ``problem``: why the database tasks cannot use it,
+    one line (None when they can)."""
 
     engine: str | None
     path: str | None
     how: str
     candidates: tuple[str, ...] = ()
     problem: str | None = None
+    url: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def usable(self) -> bool:
-        return self.problem is None and self.path is not None
+        return self.problem is None and (self.path is not None or self.url is not None)
 
 
 def _dotenv(root: str) -> dict[str, str]:
@@ -136,6 +147,12 @@ def _dotenv(root: str) -> dict[str, str]:
         return {k: v for k, v in dotenv_values(path).items() if v is not None}
     except (OSError, UnicodeDecodeError):
         return {}
+
+
+def url_setting(root: str, environ=None) -> tuple[str, str] | None:
+    """(value, where it was set) of the first of DATABASE_URL /
+    SQLALCHEMY_DATABASE_URI that is set (environment, then ``.env``)."""
+    return _url_setting(os.path.abspath(root), os.environ if environ is None else environ)
 
 
 def _url_setting(root: str, environ) -> tuple[str, str] | None:
@@ -170,11 +187,14 @@ def _from_url(root: str, value: str, source: str) -> Database:
     url = parse_database_url(value)
     if url.engine is None:
         return Database(None, None, source, problem=(
-            f"{source} is not a database URL (scheme://…): the db tasks back up SQLite ({SUPPORTED_URLS})"))
+            f"{source} is not a database URL (scheme://…): the db tasks back up SQLite and PostgreSQL ({SUPPORTED_URLS})"))
     if url.engine not in SUPPORTED_ENGINES:
         return Database(url.engine, None, source, problem=(
             f"{source} names a {url.engine} database ({url.scheme}://…), which the db tasks do not back up: "
-            f"they handle SQLite only ({SUPPORTED_URLS}); to back up a SQLite file instead, name it with --db-path or db.path"))
+            f"they handle SQLite and PostgreSQL ({SUPPORTED_URLS}); to back up a SQLite file instead, name it with "
+            f"--db-path or db.path"))
+    if url.engine == "postgresql":
+        return Database("postgresql", None, source, url=value.strip().strip("'\""))
     if url.path is None:
         return Database("sqlite", None, source, problem=(
             f"{source} names an in-memory SQLite database ({url.scheme}://…): there is no file to back up; "
@@ -206,17 +226,26 @@ def _scan(root: str, skip_dirs: set[str]) -> list[str]:
     return sorted(found)
 
 
-def resolve_database(root: str, explicit: str | None = None, *, skip_dirs=(), environ=None) -> Database:
+def resolve_database(root: str, explicit: str | None = None, *, url: str | None = None, skip_dirs=(), environ=None) -> Database:
     """The one answer to "which is the application's database", for every task.
 
-    ``skip_dirs``: backup directories the scan must not enter (the two
-    default ones under the root are always skipped).  Never raises for a
-    database it cannot name: the answer's ``problem`` says why.
+    ``explicit``: ``db.path``; ``url``: ``db.url``.  ``skip_dirs``: backup
+    directories the scan must not enter (the two default ones under the
+    root are always skipped).  Never raises for a database it cannot name
+    (the answer's ``problem`` says why); both ``explicit`` and ``url`` is a
+    :class:`UsageError` (exit 2): the configuration names two databases.
     """
     root = os.path.abspath(root)
+    if url is not None and not url.strip().strip("'\""):
+        url = None
+    if explicit and url:
+        raise UsageError("--db-path / db.path and db.url both name the database: set one of them "
+                         "(db.path for a SQLite file, db.url for a URL)")
     if explicit:
         path = explicit if os.path.isabs(explicit) else os.path.join(root, explicit)
         return Database("sqlite", os.path.normpath(path), EXPLICIT)
+    if url:
+        return _from_url(root, url, CONFIGURED_URL)
     setting = _url_setting(root, os.environ if environ is None else environ)
     if setting:
         return _from_url(root, *setting)

@@ -143,9 +143,9 @@ class PgTarget:
 
     def env(self) -> dict[str, str]:
         """The tools' environment: the password as PGPASSWORD, the app's URL
-        variables (which may hold it) left out."""
+        variables and the toolkit's own (which may hold it) left out."""
         env = dict(os.environ)
-        for var in URL_VARIABLES:
+        for var in (*URL_VARIABLES, "INVOKE_DB_URL"):
             env.pop(var, None)
         if self.password:
             env["PGPASSWORD"] = self.password
@@ -253,32 +253,17 @@ def parse_url(url: str) -> PgTarget:
 def locate_postgres(root: str, url: str | None = None) -> tuple[PgTarget, str] | None:
     """The project's PostgreSQL database: ``url`` (config ``db.url``), else
     ``DATABASE_URL`` / ``SQLALCHEMY_DATABASE_URI`` from the environment, else
-    from the project's ``.env``.  None when the first URL found is not a
+    from the project's ``.env`` (the resolution of :mod:`backup_lib.dbpath`,
+    which every task shares).  None when the first URL found is not a
     PostgreSQL one (the SQLite engine's business)."""
+    from .dbpath import url_setting
+
     if url:
         return (parse_url(url), "db.url") if is_postgres_url(url) else None
-    dotenv = None
-    for var in URL_VARIABLES:
-        value, how = os.environ.get(var), f"${var}"
-        if value is None:
-            if dotenv is None:
-                dotenv = _dotenv(root)
-            value, how = dotenv.get(var), f"{var} in .env"
-        if value:
-            return (parse_url(value), how) if is_postgres_url(value) else None
+    found = url_setting(root)
+    if found and is_postgres_url(found[0]):
+        return parse_url(found[0]), found[1]
     return None
-
-
-def _dotenv(root: str) -> dict[str, str]:
-    path = os.path.join(root, ".env")
-    if not os.path.isfile(path):
-        return {}
-    from dotenv import dotenv_values
-
-    try:
-        return {k: v for k, v in dotenv_values(path).items() if v is not None}
-    except (OSError, UnicodeDecodeError):
-        return {}
 
 
 def _scrub(text: str, hidden: list[str]) -> str:
@@ -570,6 +555,40 @@ def quote_literal(text: str) -> str:
     return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+# Run in the snapshot's transaction right after pg_export_snapshot(): every
+# table is locked ACCESS SHARE (as pg_dump locks what it dumps) until the
+# rows are counted, so that nothing MVCC-unsafe (TRUNCATE, a table rewrite)
+# can slip in between pg_dump's end and the count and make the counts
+# disagree with the dump.  Only ACCESS EXCLUSIVE waits for it; writers never
+# do.  pg_dump takes its own locks too, so where the tables would fill more
+# than a quarter of the server's shared lock table this is left out rather
+# than risk "out of shared memory" in pg_dump.
+_LOCK_TABLES = r"""
+DO $backup_toolkit$
+DECLARE
+  t regclass;
+  capacity bigint := current_setting('max_locks_per_transaction')::bigint
+    * (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint);
+BEGIN
+  IF (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%') * 4 > capacity THEN
+    RETURN;
+  END IF;
+  FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%' LOOP
+    BEGIN
+      EXECUTE format('LOCK TABLE ONLY %s IN ACCESS SHARE MODE', t);
+    EXCEPTION WHEN undefined_table OR insufficient_privilege THEN
+      NULL;  -- dropped meanwhile, or not ours to read (pg_dump says so if it needs it)
+    END;
+  END LOOP;
+END
+$backup_toolkit$;
+"""
+
+
 _FACTS_SQL = """
 SELECT json_build_object(
   'database', current_database(),
@@ -803,9 +822,13 @@ def pg_backup(
     progress=None,
     safety_for: str | None = None,
     found_by: str = "db.url",
+    encrypt_to=(),
 ) -> PgBackupResult:
     """Dump the database into ``<name>_db_<ts>.tar.gz``: the custom dump,
-    the SQL dump rendered from it, the manifest and the metadata."""
+    the SQL dump rendered from it, the manifest and the metadata.  With
+    ``encrypt_to`` (age recipients) the archive is encrypted as it is
+    written; the dumps themselves wait in a private folder (0700) in the
+    backup dir and are removed at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import archive as _archive
@@ -839,6 +862,7 @@ def pg_backup(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL row_security = off;"
                 " SELECT to_json(pg_export_snapshot());"
             )
+            session.run(_LOCK_TABLES)
             base = _file_name(facts["database"])
             dump_name, sql_name = base + ".dump", base + ".sql"
             dump_path, sql_path = os.path.join(work, dump_name), os.path.join(work, sql_name)
@@ -902,7 +926,7 @@ def pg_backup(
 
                     final, metadata = store.write_archive(
                         name=name, compression=compression, root=work, entries=entries(), metadata_for=metadata_for,
-                        now=now, progress=progress, keep_records=True,
+                        now=now, progress=progress, keep_records=True, encrypt_to=list(encrypt_to) or None,
                     )
                 except BaseException:
                     children.kill_all()
@@ -963,12 +987,12 @@ def _restore_version_problem(tools: PgTools, meta: dict) -> str | None:
     return None
 
 
-def _member_chunks(archive: str, member: str):
+def _member_chunks(archive: str, member: str, identity_file: str | None = None):
     """The bytes of one archive member, streamed (a second pass: the first,
     scan_archive, checked every hash)."""
     from .archive import ArchiveReader
 
-    members = iter(ArchiveReader(archive))
+    members = iter(ArchiveReader(archive, identity_file=identity_file))
     try:
         for ti, fobj in members:
             if ti.name == member:
@@ -979,17 +1003,23 @@ def _member_chunks(archive: str, member: str):
         members.close()  # the decompressor's thread stops here
 
 
-def verify_backup(path: str, *, tools: PgTools | None = None, target: PgTarget | None = None, progress=None):
+def verify_backup(path: str, *, tools: PgTools | None = None, target: PgTarget | None = None, progress=None,
+                  identity_file: str | None = None):
     """Verify one PostgreSQL backup without a server: every hash, the
     metadata, and ``pg_restore --list`` over the custom dump (streamed to
-    it, never written to disk)."""
+    it, never written to disk).  An encrypted backup is read with
+    ``identity_file``; without one, its file is checked against the SHA-256
+    recorded when it was written (as for any encrypted backup)."""
+    from .archive.crypto import is_encrypted
     from .extract import scan_archive
-    from .project import VerifyReport
+    from .project import VerifyReport, verify_ciphertext
 
     if not os.path.exists(path):
         return VerifyReport(path, False, (f"{path} does not exist",))
+    if identity_file is None and is_encrypted(path):
+        return verify_ciphertext(path)
     try:
-        res = scan_archive(path, progress=progress)
+        res = scan_archive(path, progress=progress, identity_file=identity_file)
     except IntegrityError as exc:
         return VerifyReport(path, False, (str(exc),))
     meta = res.metadata or {}
@@ -1004,14 +1034,14 @@ def verify_backup(path: str, *, tools: PgTools | None = None, target: PgTarget |
         target = target or PgTarget(())
         try:
             listing = _run_tool([tools.pg_restore, "--list"], target, what="pg_restore --list",
-                                stdin_chunks=_member_chunks(path, meta["dump_file"]))
+                                stdin_chunks=_member_chunks(path, meta["dump_file"], identity_file))
             errors = _toc_problems(parse_toc(listing.decode("utf-8", "replace")), meta)
         except (DatabaseError, IntegrityError) as exc:
             errors = [f"the custom dump does not read: {exc}"]
     return VerifyReport(path, not errors, tuple(errors), meta)
 
 
-def pg_verify(backup_dir: str, paths=(), *, pg_bin_dir: str | None = None) -> list:
+def pg_verify(backup_dir: str, paths=(), *, pg_bin_dir: str | None = None, identity_file: str | None = None) -> list:
     """``db.verify`` for PostgreSQL backups: every one in ``backup_dir`` (or ``paths``)."""
     from .store import BackupStore
 
@@ -1020,7 +1050,7 @@ def pg_verify(backup_dir: str, paths=(), *, pg_bin_dir: str | None = None) -> li
         if not paths:
             raise NotFoundError(f"no database backups to verify in {backup_dir}")
     tools = find_tools(pg_bin_dir, need=("pg_restore",))
-    return [verify_backup(p, tools=tools) for p in paths]
+    return [verify_backup(p, tools=tools, identity_file=identity_file) for p in paths]
 
 
 # ------------------------------------------------------------------- restore
@@ -1036,6 +1066,7 @@ class PgRestoreResult:
     previous: str | None  # where the replaced database is kept (None: dropped, or there was none)
     terminated: int  # sessions ended by force
     notes: tuple[str, ...] = ()
+    work_folders: tuple[dict, ...] = ()  # leftovers of killed runs removed from (or left in) the backup dir
 
 
 def side_name(db: str, label: str, stamp: str, taken=()) -> str:
@@ -1051,16 +1082,21 @@ def side_name(db: str, label: str, stamp: str, taken=()) -> str:
     raise DatabaseError(f"no free name for the {label} database of {db}")
 
 
-def _extract_dump(archive: str, work: str, progress=None):
+def _extract_dump(archive: str, work: str, progress=None, identity_file: str | None = None):
     """Verify the whole archive while extracting only the custom dump."""
     from .extract import scan_archive
     from .wildmatch import PatternList, parse_lines
 
     try:
-        res = scan_archive(archive, dest=work, includes=PatternList(b"", parse_lines(b"/*.dump\n")), progress=progress)
+        res = scan_archive(archive, dest=work, includes=PatternList(b"", parse_lines(b"/*.dump\n")), progress=progress,
+                           identity_file=identity_file)
     except IntegrityError as exc:
         raise IntegrityError(f"{archive} fails verification, nothing restored: {exc}") from None
     meta = res.metadata or {}
+    if not res.errors and meta.get("backup_type") == "database" and meta.get("engine") in (None, "sqlite"):
+        # A sound backup of the other engine: the wrong archive for this database, not a damaged one.
+        raise UsageError(f"{archive} is a backup of a SQLite database, not of PostgreSQL: restore it into a SQLite file "
+                         f"(--db-path, or db.path)")
     errors = list(res.errors) or _meta_problems(meta)
     if not errors:
         errors = _content_problems(res, meta)
@@ -1127,6 +1163,9 @@ def pg_restore_backup(
     lock_timeout: float = 10.0,
     jobs: int | None = None,
     progress=None,
+    identity_file: str | None = None,
+    encrypt_to=(),
+    found_by: str = "db.url",
 ) -> PgRestoreResult:
     """Restore ``archive`` over the URL's database (or into ``target_db``).
 
@@ -1136,9 +1175,15 @@ def pg_restore_backup(
     one to ``<db>_previous_<ts>``, kept unless ``drop_previous``; the new one
     to the live name).  Refused while other sessions use the live database
     unless ``force``, which terminates them.  Any failure drops the new
-    database and leaves the live one as it was."""
+    database and leaves the live one as it was.
+
+    An encrypted backup needs ``identity_file``; ``encrypt_to`` encrypts
+    the safety backup like any new backup.  The custom dump is extracted
+    into a work folder in the backup dir (``.<archive>.restore-…``, swept
+    like every work folder when its owner is gone)."""
     from .metadata import now_utc
     from .store import default_backup_dir
+    from .workdir import create_work_dir, sweep
 
     root = os.path.abspath(root)
     if not os.path.exists(archive):
@@ -1147,11 +1192,15 @@ def pg_restore_backup(
     tools = find_tools(pg_bin_dir)
     backup_dir = os.path.abspath(backup_dir or default_backup_dir(root, "db"))
     parent = backup_dir if os.path.isdir(backup_dir) else os.path.dirname(os.path.abspath(archive))
-    work = tempfile.mkdtemp(prefix=".pg-restore-", dir=parent if os.access(parent, os.W_OK) else None)
+    if not os.access(parent, os.W_OK):
+        parent = tempfile.gettempdir()
+    swept = tuple(sweep(parent))
+    wd = create_work_dir(archive, "restore", parent=parent)
+    work = wd.tree
     notes: list[str] = []
     try:
         # 1. The archive and its dump, before any database is touched.
-        meta = _extract_dump(archive, work, progress)
+        meta = _extract_dump(archive, work, progress, identity_file)
         dump = os.path.join(work, meta["dump_file"])
         problem = _restore_version_problem(tools, meta)
         if problem:
@@ -1203,8 +1252,8 @@ def pg_restore_backup(
             safety = None
             if exists:
                 safety = pg_backup(root, url=target.with_params(dbname=live), backup_dir=backup_dir, name=name,
-                                   lock_timeout=lock_timeout, pg_bin_dir=pg_bin_dir,
-                                   safety_for=os.path.basename(archive)).backup_path
+                                   lock_timeout=lock_timeout, pg_bin_dir=pg_bin_dir, found_by=found_by,
+                                   safety_for=os.path.basename(archive), encrypt_to=encrypt_to).backup_path
             terminated = _swap(tools, target, live=live, new=new, previous=previous, force=force,
                                allow=bool((databases.get(live) or {}).get("allow_connections", True)), server_num=server_num)
         except BaseException:
@@ -1219,9 +1268,9 @@ def pg_restore_backup(
                 previous = None
             except DatabaseError as exc:
                 notes.append(f"the previous database could not be dropped ({exc})")
-        return PgRestoreResult(live, archive, safety, counts, exists, previous, terminated, tuple(notes))
+        return PgRestoreResult(live, archive, safety, counts, exists, previous, terminated, tuple(notes), swept)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        wd.remove()
 
 
 def _create_database(tools: PgTools, target: PgTarget, name: str, meta: dict, live_facts: dict | None, *, avoid: set, notes: list) -> None:

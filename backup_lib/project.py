@@ -67,6 +67,7 @@ def create_backup(
     exclude=(),
     default_excludes: bool = True,
     db_path: str | None = None,
+    db_url: str | None = None,
     other_backup_dirs=(),
     environment: str | None = None,
     dry_run: bool = False,
@@ -99,7 +100,7 @@ def create_backup(
     backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
         backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
     # The database as the db.* tasks resolve it (db.backup saves it consistently).
-    db = resolve_database(root, db_path, skip_dirs=backup_dirs)
+    db = resolve_database(root, db_path, url=db_url, skip_dirs=backup_dirs)
     db_paths, db_warning = left_out_of_project_backups(db, root)
     warnings = [db_warning] if db_warning and default_excludes else []
     mode = _incremental_mode(incremental, full)

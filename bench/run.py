@@ -729,13 +729,13 @@ def pg_scale(b: Bench, work: str, notes: list[str], size_mb: int, url: str | Non
         sizes: dict[str, int] = {}
 
         def ours(sql_dump: bool, label: str):
-            # Through the library until db.backup dispatches to it; then:
-            # [*INVOKE, "db.backup", ...] with db.url and db.pg_bin_dir.
-            code = (f"import sys; sys.path.insert(0, {REPO!r}); from backup_lib.postgres import pg_backup; "
-                    f"pg_backup({out!r}, url={url!r}, backup_dir={bdir!r}, pg_bin_dir={bin_dir!r}, sql_dump={sql_dump!r})")
+            # The real task, as cron runs it; db.url and db.pg_bin_dir come
+            # from the environment (set around the cases below), so the URL
+            # is in no argument and no file.
+            argv = [*INVOKE, "db.backup", "--project-root", out, "--backup-dir", bdir, *([] if sql_dump else ["--no-sql-dump"])]
 
             def go():
-                r = run([PY, "-c", code])
+                r = run(argv)
                 sizes[label] = sum(os.path.getsize(os.path.join(bdir, f)) for f in os.listdir(bdir) if f.endswith(".tar.gz"))
                 return r
             return go
@@ -746,11 +746,22 @@ def pg_scale(b: Bench, work: str, notes: list[str], size_mb: int, url: str | Non
             return r
 
         label = "db.backup 1 GB" if size_mb == 1024 else f"db.backup {size_mb} MB"
-        b.compare("pg", label, {
-            "ours db.backup (custom + SQL dump)": ours(True, "ours db.backup (custom + SQL dump)"),
-            "pg_dump -Fc": pg_dump,
-            "ours db.backup (custom dump only)": ours(False, "ours db.backup (custom dump only)"),
-        }, prepare=clean, size_of=sizes.get, target="within 1.3x of pg_dump -Fc")
+        saved = {k: os.environ.get(k) for k in ("INVOKE_DB_URL", "INVOKE_DB_PG_BIN_DIR")}
+        os.environ["INVOKE_DB_URL"] = url
+        if bin_dir:
+            os.environ["INVOKE_DB_PG_BIN_DIR"] = bin_dir
+        try:
+            b.compare("pg", label, {
+                "ours db.backup (custom + SQL dump)": ours(True, "ours db.backup (custom + SQL dump)"),
+                "pg_dump -Fc": pg_dump,
+                "ours db.backup (custom dump only)": ours(False, "ours db.backup (custom dump only)"),
+            }, prepare=clean, size_of=sizes.get, target="within 1.3x of pg_dump -Fc")
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         clean(None)
     finally:
         if handle is not None:

@@ -1,11 +1,14 @@
 import email
 import email.policy
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,3 +130,108 @@ def http():
         server.server_close()
 
 
+# ------------------------------------------------- a real PostgreSQL server (pgserver)
+
+PASSWORD = "S3cr3t-pw!x9"  # pwuser's; must never show anywhere
+ACCOUNTS, START = 50, 1000
+
+
+class Server:
+    def __init__(self, handle, bin_dir: str, socket_dir: str):
+        self.handle = handle
+        self.bin_dir = bin_dir
+        self.socket_dir = socket_dir
+
+    def url(self, db: str, user: str = "postgres", password: str | None = None) -> str:
+        cred = user + (f":{password}" if password is not None else "")
+        return f"postgresql://{cred}@/{db}?host={self.socket_dir}"
+
+    def conninfo(self, db: str) -> str:
+        return f"host={self.socket_dir} user=postgres dbname={db}"
+
+    def psql(self, db: str, sql: str) -> str:
+        out = subprocess.run([os.path.join(self.bin_dir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(db)],
+                             input=sql, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AssertionError(out.stderr)
+        return out.stdout.strip()
+
+    def databases(self) -> set[str]:
+        return set(self.psql("postgres", "SELECT datname FROM pg_database;").splitlines())
+
+    def new_db(self, prefix: str = "app") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        self.psql("postgres", f'CREATE DATABASE "{name}";')
+        return name
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throwaway PostgreSQL 16 (pgserver) for this test session (one per xdist worker)."""
+    pgserver = pytest.importorskip("pgserver")
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    # Not under pytest's temporary root: pytest keeps that 0700, and as root
+    # pgserver runs the server as another user, who must reach its folder.
+    base = Path(tempfile.mkdtemp(prefix="backup-toolkit-pg-"))
+    handle = pgserver.get_server(base / "data", cleanup_mode="delete")
+    socket_dir = re.search(r"host=([^&]+)", handle.get_uri()).group(1)
+    srv = Server(handle, str(POSTGRES_BIN_PATH), socket_dir)
+    # One role that must give a password (the rest of the server trusts local users).
+    hba = base / "data" / "pg_hba.conf"
+    hba.write_text("local all pwuser scram-sha-256\n" + hba.read_text())
+    srv.psql("postgres", f"CREATE ROLE pwuser LOGIN CREATEDB PASSWORD '{PASSWORD}';")
+    # A throwaway server: no waiting on the disk (CREATE DATABASE would wait seconds on a busy one).
+    srv.psql("postgres", "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET full_page_writes = off;"
+                         " ALTER SYSTEM SET synchronous_commit = off;")
+    srv.psql("postgres", "SELECT pg_reload_conf();")
+    try:
+        yield srv
+    finally:
+        handle.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def shop(pg: Server, *, rows: int = ACCOUNTS) -> str:
+    """A database: accounts whose balances sum to rows * START, a transfer
+    log that explains every balance, odd names, an extension."""
+    db = pg.new_db("shop")
+    pg.psql(db, f"""
+        CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+        INSERT INTO accounts SELECT g, {START} FROM generate_series(1, {rows}) g;
+        CREATE TABLE transfers (id bigserial PRIMARY KEY, src int NOT NULL, dst int NOT NULL, amount int NOT NULL);
+        CREATE SCHEMA "odd schema";
+        CREATE TABLE "odd schema"."Tab""le.x" (v text);
+        INSERT INTO "odd schema"."Tab""le.x" VALUES ('a'), ('b'), (NULL);
+        CREATE EXTENSION vector;
+        CREATE TABLE big_log (line text);
+        INSERT INTO big_log SELECT repeat('x', 50) FROM generate_series(1, 500);
+    """)
+    return db
+
+
+def counts(pg: Server, db: str) -> dict:
+    return {
+        "accounts": int(pg.psql(db, "SELECT count(*) FROM accounts;")),
+        "sum": int(pg.psql(db, "SELECT sum(balance) FROM accounts;")),
+        "transfers": int(pg.psql(db, "SELECT count(*) FROM transfers;")),
+    }
+
+
+def consistent(pg: Server, db: str) -> bool:
+    """Every balance is START minus what the log says left plus what came in."""
+    return pg.psql(db, f"""
+        SELECT count(*) FROM accounts a
+        WHERE a.balance <> {START}
+          - coalesce((SELECT sum(amount) FROM transfers WHERE src = a.id), 0)
+          + coalesce((SELECT sum(amount) FROM transfers WHERE dst = a.id), 0);
+    """) == "0"
+
+
+def hold_session(pg: Server, db: str) -> subprocess.Popen:
+    proc = subprocess.Popen([os.path.join(pg.bin_dir, "psql"), "-X", "-q", "-A", "-t", "-d", pg.conninfo(db)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("SELECT 'connected';\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "connected"
+    return proc

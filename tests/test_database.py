@@ -376,10 +376,9 @@ def test_several_candidate_databases_are_all_left_out_with_one_warning(tmp_path)
     assert code == 0 and json.loads(out)["source_path"] == "database/orgchart.db", err
 
 
-UNSUPPORTED = [
-    ("postgresql://shop:s3cr3t@db.example.com:5432/shop", "postgresql"),
-    ("postgresql+psycopg2://shop:s3cr3t@db.example.com/shop", "postgresql+psycopg2"),
+UNSUPPORTED = [  # (PostgreSQL URLs are backed up: tests/test_postgres_tasks.py)
     ("mysql://shop:s3cr3t@localhost/shop", "mysql"),
+    ("mysql+pymysql://shop:s3cr3t@localhost/shop", "mysql+pymysql"),
     ("sqlite://", "in-memory"),
     ("sqlite:///:memory:", "in-memory"),
     ("oracle+cx://shop:s3cr3t@host/shop", "oracle"),
@@ -569,3 +568,25 @@ def test_restore_never_lets_a_stale_wal_replay_over_the_restored_file(proj):
     finally:
         reader.kill()
         reader.wait()
+
+
+def test_db_url_names_a_sqlite_file_for_every_task_and_not_together_with_db_path(tmp_path, monkeypatch):
+    root = tmp_path / "p"
+    write_tree(root, {"app.py": "", "data/": None})
+    bank(str(root / "data" / "main.db"), wal=False)
+    bank(str(root / "other.db"), wal=False)  # two candidates: only db.url says which
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///other.db")  # db.url wins over it
+    monkeypatch.setenv("INVOKE_DB_URL", "sqlite:///data/main.db")
+    code, out, err = run_cli(["db.backup", "--project-root", str(root), "--json"])
+    assert code == 0, err
+    meta = json.loads(out)
+    assert (meta["source_path"], meta["found_by"]) == ("data/main.db", "db.url")
+    files, err = dry_run_files(root)
+    assert "data/main.db" not in files and "other.db" in files and "warning" not in err
+    # db.path and db.url: two databases named; every task that resolves it refuses (exit 2).
+    code, out, err = run_cli(["db.backup", "--db-path", "other.db", "--project-root", str(root)])
+    assert code == 2 and "--db-path / db.path and db.url both name the database" in err, err
+    monkeypatch.setenv("INVOKE_DB_PATH", "other.db")
+    for args in (["db.restore", "-b", meta["backup_path"]], ["backup.create", "--dry-run"], ["backup.status"]):
+        code, out, err = run_cli([*args, "--project-root", str(root)])
+        assert code == 2 and "--db-path / db.path and db.url both name the database" in err, (args, err)

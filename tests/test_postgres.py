@@ -1,6 +1,6 @@
 """PostgreSQL backups against a real server: pgserver's PostgreSQL 16, one per
-test session (per xdist worker), on a Unix socket, with its own pg_dump,
-pg_restore and psql.  Nothing is mocked; the one test double is a fake
+test session (per xdist worker; the ``pg`` fixture in conftest.py), on a Unix
+socket, with its own pg_dump, pg_restore and psql.  Nothing is mocked; the one test double is a fake
 pg_dump that only reports an old version."""
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -23,104 +21,11 @@ import pytest
 from backup_lib import postgres as P
 from backup_lib.errors import DatabaseError, IntegrityError, UsageError
 from backup_lib.store import BackupStore
+from conftest import ACCOUNTS, PASSWORD, START, consistent, counts, hold_session, shop  # the pg fixture is conftest's
 from forge import file as ffile
 from forge import forge
 
 pgserver = pytest.importorskip("pgserver")
-
-PASSWORD = "S3cr3t-pw!x9"  # pwuser's; must never show anywhere
-ACCOUNTS, START = 50, 1000
-
-
-class Server:
-    def __init__(self, handle, bin_dir: str, socket_dir: str):
-        self.handle = handle
-        self.bin_dir = bin_dir
-        self.socket_dir = socket_dir
-
-    def url(self, db: str, user: str = "postgres", password: str | None = None) -> str:
-        cred = user + (f":{password}" if password is not None else "")
-        return f"postgresql://{cred}@/{db}?host={self.socket_dir}"
-
-    def conninfo(self, db: str) -> str:
-        return f"host={self.socket_dir} user=postgres dbname={db}"
-
-    def psql(self, db: str, sql: str) -> str:
-        out = subprocess.run([os.path.join(self.bin_dir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo(db)],
-                             input=sql, capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise AssertionError(out.stderr)
-        return out.stdout.strip()
-
-    def databases(self) -> set[str]:
-        return set(self.psql("postgres", "SELECT datname FROM pg_database;").splitlines())
-
-    def new_db(self, prefix: str = "app") -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        self.psql("postgres", f'CREATE DATABASE "{name}";')
-        return name
-
-
-@pytest.fixture(scope="session")
-def pg():
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    # Not under pytest's temporary root: pytest keeps that 0700, and as root
-    # pgserver runs the server as another user, who must reach its folder.
-    base = Path(tempfile.mkdtemp(prefix="backup-toolkit-pg-"))
-    handle = pgserver.get_server(base / "data", cleanup_mode="delete")
-    socket_dir = re.search(r"host=([^&]+)", handle.get_uri()).group(1)
-    srv = Server(handle, str(POSTGRES_BIN_PATH), socket_dir)
-    # One role that must give a password (the rest of the server trusts local users).
-    hba = base / "data" / "pg_hba.conf"
-    hba.write_text("local all pwuser scram-sha-256\n" + hba.read_text())
-    srv.psql("postgres", f"CREATE ROLE pwuser LOGIN CREATEDB PASSWORD '{PASSWORD}';")
-    # A throwaway server: no waiting on the disk (CREATE DATABASE would wait seconds on a busy one).
-    srv.psql("postgres", "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET full_page_writes = off;"
-                         " ALTER SYSTEM SET synchronous_commit = off;")
-    srv.psql("postgres", "SELECT pg_reload_conf();")
-    try:
-        yield srv
-    finally:
-        handle.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def shop(pg: Server, *, rows: int = ACCOUNTS) -> str:
-    """A database: accounts whose balances sum to rows * START, a transfer
-    log that explains every balance, odd names, an extension."""
-    db = pg.new_db("shop")
-    pg.psql(db, f"""
-        CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-        INSERT INTO accounts SELECT g, {START} FROM generate_series(1, {rows}) g;
-        CREATE TABLE transfers (id bigserial PRIMARY KEY, src int NOT NULL, dst int NOT NULL, amount int NOT NULL);
-        CREATE SCHEMA "odd schema";
-        CREATE TABLE "odd schema"."Tab""le.x" (v text);
-        INSERT INTO "odd schema"."Tab""le.x" VALUES ('a'), ('b'), (NULL);
-        CREATE EXTENSION vector;
-        CREATE TABLE big_log (line text);
-        INSERT INTO big_log SELECT repeat('x', 50) FROM generate_series(1, 500);
-    """)
-    return db
-
-
-def counts(pg: Server, db: str) -> dict:
-    return {
-        "accounts": int(pg.psql(db, "SELECT count(*) FROM accounts;")),
-        "sum": int(pg.psql(db, "SELECT sum(balance) FROM accounts;")),
-        "transfers": int(pg.psql(db, "SELECT count(*) FROM transfers;")),
-    }
-
-
-def consistent(pg: Server, db: str) -> bool:
-    """Every balance is START minus what the log says left plus what came in."""
-    return pg.psql(db, f"""
-        SELECT count(*) FROM accounts a
-        WHERE a.balance <> {START}
-          - coalesce((SELECT sum(amount) FROM transfers WHERE src = a.id), 0)
-          + coalesce((SELECT sum(amount) FROM transfers WHERE dst = a.id), 0);
-    """) == "0"
-
 
 def members(archive: str) -> dict[str, bytes]:
     with tarfile.open(archive) as tf:
@@ -357,6 +262,33 @@ def test_a_backup_taken_while_transfers_commit_is_one_consistent_snapshot(pg, tm
     assert counts(pg, sql_db) == got and consistent(pg, sql_db)
 
 
+def test_no_truncate_slips_in_between_the_dump_and_the_row_counts(pg, tmp_path):
+    """pg_dump's locks end with it; the counts come after, in the same
+    snapshot.  TRUNCATE is not MVCC-safe: had it run in between, the counts
+    would say 0 rows where the dump holds 500, and every restore of the
+    backup would be refused.  The snapshot's transaction holds the tables."""
+    db = shop(pg)
+    tried = []
+
+    def progress(files, nbytes):
+        if tried:
+            return
+        # The first report comes once pg_dump has ended (a dump this small
+        # takes less than the 0.25 s between reports while it runs), before
+        # the rows are counted.
+        try:
+            pg.psql(db, "SET lock_timeout = '300ms'; TRUNCATE big_log;")
+            tried.append("truncated")
+        except AssertionError as exc:
+            tried.append(str(exc))
+
+    res = backup(pg, tmp_path, db, progress=progress)
+    assert "lock timeout" in tried[0], tried
+    assert res.metadata["tables"]["public.big_log"] == 500
+    copy = f"copy_{uuid.uuid4().hex[:8]}"
+    assert restore(pg, tmp_path, res.backup_path, db, target_db=copy).tables == res.metadata["tables"]
+
+
 # ------------------------------------------------------------------ restore
 
 
@@ -386,21 +318,12 @@ def test_restore_over_the_live_database_swaps_it_and_keeps_what_it_replaced(pg, 
     assert {d for d in pg.databases() if d.startswith(db)} == {db, out.previous}
 
 
-def _hold_session(pg: Server, db: str) -> subprocess.Popen:
-    proc = subprocess.Popen([os.path.join(pg.bin_dir, "psql"), "-X", "-q", "-A", "-t", "-d", pg.conninfo(db)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc.stdin.write("SELECT 'connected';\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().strip() == "connected"
-    return proc
-
-
 def test_restore_refuses_while_sessions_are_connected_and_force_terminates_them(pg, tmp_path):
     db = shop(pg)
     res = backup(pg, tmp_path, db)
     pg.psql(db, "UPDATE accounts SET balance = 1;")
     before = pg.databases()
-    app = _hold_session(pg, db)
+    app = hold_session(pg, db)
     try:
         with pytest.raises(DatabaseError) as exc:
             restore(pg, tmp_path, res.backup_path, db)
@@ -425,7 +348,7 @@ def test_target_db_restores_beside_and_leaves_the_live_database_alone(pg, tmp_pa
     db = shop(pg)
     res = backup(pg, tmp_path, db)
     pg.psql(db, "UPDATE accounts SET balance = 7;")
-    app = _hold_session(pg, db)  # sessions on the live database do not matter here
+    app = hold_session(pg, db)  # sessions on the live database do not matter here
     try:
         copy = f"copy_{uuid.uuid4().hex[:8]}"
         out = restore(pg, tmp_path, res.backup_path, db, target_db=copy)
@@ -445,6 +368,26 @@ def test_restore_creates_a_missing_database(pg, tmp_path):
     out = restore(pg, tmp_path, res.backup_path, db)
     assert (out.replaced, out.safety_backup, out.previous) == (False, None, None)
     assert counts(pg, db)["sum"] == ACCOUNTS * START
+
+
+def test_a_killed_restores_work_folder_is_swept_by_the_next_restore(pg, tmp_path):
+    """The dump is extracted into a work folder with an owner record: one
+    a killed restore left (its process is gone) goes with the next restore,
+    instead of keeping a copy of the database in the backup dir for good."""
+    import sys
+
+    db = shop(pg)
+    res = backup(pg, tmp_path, db)
+    bdir = tmp_path / "proj" / "backups" / "db"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from backup_lib.workdir import create_work_dir; "
+              "wd = create_work_dir(sys.argv[2], 'restore', parent=sys.argv[3]); "
+              "open(wd.tree + '/shop.dump', 'wb').write(b'PGDMP' * 1000); print(wd.path)")
+    left = subprocess.run([sys.executable, "-c", script, str(Path(P.__file__).parent.parent), res.backup_path, str(bdir)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.isdir(left) and os.path.dirname(left) == str(bdir)
+    out = restore(pg, tmp_path, res.backup_path, db, drop_previous=True)
+    assert [(n["path"], n["removed"]) for n in out.work_folders] == [(left, True)] and "has ended" in out.work_folders[0]["reason"]
+    assert sorted(p.name for p in bdir.iterdir() if p.name.startswith(".") and p.name != ".backup.lock") == []
 
 
 def _forge_pg(path, meta: dict, dump: bytes, sql: bytes | None, **changes):
