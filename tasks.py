@@ -1331,8 +1331,9 @@ def report(c, output=None, identity=None, project_root=None, backup_dir=None, js
     from backup_lib.report_page import build_context, default_report_path, gather, inside_project, render, write_page
     from backup_lib.status import expected_kinds, thresholds_from_config
 
-    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity},
-                  report={"--output": output})
+    # --output is taken relative to the current folder (report.output to the root); what create leaves out is
+    # the configured or default report, so --output is not a setting here.
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
     root = _root(s)
     name = _project_name(s, root)
     dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}

@@ -392,7 +392,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "work_dir": Setting(Path(), None, (), "where the temporary copies go (default: the system's temporary folder)"),
     },
     "report": {
-        "output": Setting(Path(), None, (Flag("--output"),), "the HTML page backup.report writes (default beside the history)"),
+        "output": Setting(Path(), None, (), "the HTML page backup.report writes (relative to the root; default beside the history)"),
     },
 }
 
