@@ -19,7 +19,7 @@ from backup_lib.history import read_history
 from backup_lib.project import create_backup
 from backup_lib.store import read_metadata
 from conftest import write_tree
-from forge import file, forge
+from forge import file, forge, symlink
 from helpers import run_cli
 
 
@@ -192,6 +192,16 @@ def test_the_temporary_folder_is_never_inside_the_project_or_a_backup_dir(proj, 
     assert check_work_base(str(elsewhere), {"the project": str(proj)}) == str(elsewhere)
 
 
+def test_links_leading_out_of_the_tree_make_a_passing_drill_incomplete(proj, tmp_path):
+    bdir = proj / "backups" / "project"
+    bdir.mkdir(parents=True)
+    path = forge(bdir / "shop_project_20260101_000000.tar", [file("app.py", b"x"), symlink("out", "../../etc/passwd")]).path
+    res = drill(proj, path, command="test -f app.py && test ! -e out")
+    assert res.exit_code == 3 and "symlinks" in res.error
+    assert [(s.name, s.ok) for s in res.steps] == [("restore", True), ("command", True)]
+    assert any("points outside" in w for w in res.warnings)
+
+
 # ---------------------------------------------------------------- database
 
 
@@ -206,6 +216,16 @@ def dbproj(tmp_path):
     conn.commit()
     conn.close()
     return root
+
+
+def test_the_newest_database_backup_is_not_a_safety_backup(dbproj):
+    from backup_lib.database import db_restore
+    from backup_lib.drill import newest_backup
+
+    first = db_backup(str(dbproj), db_path="app.db").backup_path
+    restored = db_restore(first, root=str(dbproj), db_path="app.db")
+    assert restored.safety_backup and restored.safety_backup != first
+    assert newest_backup(str(dbproj / "backups" / "db"), "db", "crm") == first
 
 
 def db_drill(root, path, **kw):
