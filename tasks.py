@@ -1303,8 +1303,16 @@ def ls(c, backup_path=None, path=None, identity=None, project_root=None, backup_
     archive = _newest_or(s, root, _dir(s, "backup", root), backup_path, "to list")
     manifest, _meta = d.read_manifest(archive, identity_file=_identity(s, root), cache_dir=s["backup"]["cache_dir"])
     entries = d.list_entries(manifest, path or [])
-    if json_:
-        _json([d.ls_record(rec) for rec in entries])
+    if json_:  # a record at a time: memory stays flat whatever the backup holds
+        _out("[")
+        held = None
+        for rec in entries:
+            if held is not None:
+                _out(held + ",")
+            held = "  " + json.dumps(d.ls_record(rec), ensure_ascii=False)
+        if held is not None:
+            _out(held)
+        _out("]")
         return
     count = size = 0
     for rec in entries:

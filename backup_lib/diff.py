@@ -306,10 +306,14 @@ def diff_worktree(manifest: bytes, selection, *, started_ns: int | None = None, 
         for e in selection.entries:
             yield tree_key(os.fsencode(e.path)), e
 
+    quiet_before = None if started_ns is None else started_ns - _RACY_NS
     for rec, entry in _merge(_ordered(iter_manifest(manifest), a_label), tree_items()):
         if entry is None:
             result.changes.append(Change(rec["path"], "removed", _entry(rec), None))
             continue
+        if (rec is not None and entry.kind == "file" and rec.get("type") in ("file", "hardlink") and _same_stat(entry.st, rec)
+                and (quiet_before is None or max(entry.st.st_mtime_ns, entry.st.st_ctime_ns) < quiet_before)):
+            continue  # the common case, unchanged by lstat: nothing to build
         now = current(entry, rec)
         if now is None:
             continue
