@@ -54,7 +54,8 @@ EXIT_TIMED_OUT = 22  # the smoke command (or the SQL checks) ran past drill.time
 TAIL_BYTES = 4096  # of the command's output, kept in the result
 TAIL_LINES = 20
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a command past its timeout
-WORK_PREFIX = "backup-drill-"
+WORK_LABEL = "backup-drill"
+WORK_PREFIX = f".{WORK_LABEL}.restore-"  # workdir's naming: swept when their owner is gone
 _MAX_CHAIN = 100_000
 
 
@@ -262,10 +263,23 @@ def _tail(log: str) -> str:
 # -------------------------------------------------------------------- effects
 
 
-def _work_dir(base: str | None, forbidden: Mapping[str, str]) -> str:
+def _work_dir(base: str | None, forbidden: Mapping[str, str], warnings: list[str]) -> str:
+    """A new work folder (``.backup-drill.restore-XXXXXXXX``, 0700, with an
+    owner record and an empty ``tree/``) in ``base``; the folders of drills
+    that were killed (their owner is gone) are removed first: a copy of the
+    project, ``.env`` included, does not stay behind."""
+    from .workdir import create_work_dir, is_work_dir_name, sweep_paths
+
     base = check_work_base(base or tempfile.gettempdir(), forbidden)
     try:
-        return tempfile.mkdtemp(prefix=WORK_PREFIX, dir=base)  # 0700
+        names = [n for n in os.listdir(base) if n.startswith(WORK_PREFIX) and is_work_dir_name(n)]
+    except OSError:
+        names = []
+    for note in sweep_paths(os.path.join(base, n) for n in sorted(names)):
+        if note["removed"]:
+            warnings.append(f"removed {display_path(note['path'])}: {note['reason']}")
+    try:
+        return create_work_dir(WORK_LABEL, "restore", parent=base).path
     except OSError as exc:
         raise BackupError(f"cannot create the drill's temporary folder in {display_path(base)}: {exc.strerror}") from None
 
@@ -378,9 +392,9 @@ def drill_project(
     result = DrillResult("project", path, command=command)
     if not os.path.exists(path):
         raise NotFoundError(f"backup {display_path(path)} does not exist")
-    work = _work_dir(work_dir, forbidden)
+    work = _work_dir(work_dir, forbidden, result.warnings)
     result.work_dir = work
-    tree = os.path.join(work, "tree")
+    tree = os.path.join(work, "tree")  # empty: the restore renames its tree over it
     try:
         try:
             started = time.monotonic()
@@ -493,10 +507,9 @@ def drill_database(
     result = DrillResult("db", path)
     if not os.path.exists(path):
         raise NotFoundError(f"backup {display_path(path)} does not exist")
-    work = _work_dir(work_dir, forbidden)
+    work = _work_dir(work_dir, forbidden, result.warnings)
     result.work_dir = work
     tree = os.path.join(work, "tree")
-    os.mkdir(tree, 0o700)
 
     def step(name: str, ok: bool, started: float, detail: str, code: int = EXIT_RESTORE_FAILED) -> None:
         result.steps.append(Step(name, ok, time.monotonic() - started, detail))

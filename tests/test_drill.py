@@ -8,6 +8,7 @@ import os
 import sqlite3
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def drill(root, path, **kw):
 
 
 def drill_dirs():
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("backup-drill-")}
+    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(".backup-drill.restore-")}
 
 
 def test_the_command_runs_in_the_restored_tree_with_the_documented_environment(proj, tmp_path):
@@ -60,6 +61,25 @@ def test_the_command_runs_in_the_restored_tree_with_the_documented_environment(p
         assert not physical.startswith(str(inside.resolve()) + "/")
     assert [s.name for s in res.steps] == ["restore", "command"] and all(s.ok for s in res.steps)
     assert not os.path.exists(res.work_dir) and drill_dirs() == before  # removed afterwards
+
+
+def test_the_folder_of_a_killed_drill_is_removed_by_the_next(proj, tmp_path):
+    import subprocess
+    import sys
+
+    path = backup(proj, tmp_path)
+    base = tmp_path / "drills"
+    base.mkdir()
+    script = ("import sys; from backup_lib.drill import _work_dir; w = []; "
+              "print(_work_dir(sys.argv[1], {}, w), flush=True); import os; os._exit(0)")
+    proc = subprocess.run([sys.executable, "-c", script, str(base)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))})
+    left = proc.stdout.strip()
+    (Path(left) / "tree" / ".env").write_text("SECRET=x\n")
+    res = drill(proj, path, command="true", work_dir=str(base))
+    assert res.ok and not os.path.exists(left)
+    assert any(w.startswith(f"removed {left}: left by a run that is gone") for w in res.warnings)
+    assert os.listdir(base) == []
 
 
 def test_source_env_and_drill_env(proj, tmp_path):
