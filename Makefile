@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 INVOKE := $(BIN)/invoke
 ARGS ?=
 
-.PHONY: help install backup backups info restore cleanup verify status notify-test push pull db-push db-pull db-backup db-backups db-info db-verify db-restore db-cleanup backup-all test bench clean
+.PHONY: help install backup backups info restore cleanup verify status notify-test push pull db-push db-pull db-backup db-backups db-info db-verify db-restore db-cleanup backup-all drill report test bench clean
 
 help: ## Show this help
 	@echo "Usage: make TARGET [ARGS=\"--flag ...\"]"
@@ -85,6 +85,13 @@ db-cleanup: $(STAMP) ## Delete old database backups
 backup-all: $(STAMP) ## Back up the database, then the project
 	@$(INVOKE) db.backup $(ARGS)
 	@$(INVOKE) backup.create $(ARGS)
+
+drill: $(STAMP) ## Restore drills: the newest project backup (drill.command runs in it), then the newest database backup
+	@$(INVOKE) backup.drill $(ARGS)
+	@$(INVOKE) db.drill $(ARGS)
+
+report: $(STAMP) ## Write the HTML report page (default backups/report.html; ARGS="--output FILE")
+	@$(INVOKE) backup.report $(ARGS)
 
 test: $(STAMP) ## Run the test suite
 	@$(BIN)/python -m pytest -n 2 -q $(ARGS)

@@ -63,6 +63,8 @@ SHORT_FLAGS = {
     "push": "P",
     "download": "L",
     "identity": "I",
+    "keep": "k",
+    "output": "O",
 }
 
 
@@ -268,7 +270,15 @@ def _history_files(s, root: str) -> list[str]:
     from backup_lib.history import history_path
 
     path = history_path(_dir(s, "backup", root), s["history"]["path"], root)
-    return [path, path + ".lock"]
+    return [path, path + ".lock", *_report_files(s, root, path)]
+
+
+def _report_files(s, root: str, history: str) -> list[str]:
+    """Where backup.report writes by default and as configured: never in a project backup."""
+    from backup_lib.report_page import default_report_path
+
+    configured = s["report"]["output"]
+    return [default_report_path(history), *([os.path.abspath(os.path.join(root, configured))] if configured else [])]
 
 
 def _archive(backup_path, backup_dir: str) -> str:
@@ -1268,8 +1278,238 @@ def notify_test_task(c, json_=False, project_root=None):
         raise Exit(f"error: {len(failed)} of {len(outcomes)} notification URLs failed", code=1)
 
 
-backup = Collection("backup", create, list_, info, restore, verify, cleanup, push, pull, status, notify_test_task, keygen)
-db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup, db_push, db_pull)
+# ---------------------------------------------------------------------- drills
+
+DRILL_HELP = {
+    "backup_path": "drill this backup (default: the newest of this project)",
+    "keep": "keep the temporary folder (its path is printed) instead of removing it",
+    "identity": IDENTITY_HELP,
+    "json_": JSON_HELP,
+}
+
+
+@_task(help={**DRILL_HELP, "command": "the smoke command, run with /bin/sh -c in the restored tree (config drill.command)",
+             "timeout": "how long the command may run: 90s, 10m, 1h (default 600 s; config drill.timeout)",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP})
+@_run
+def drill(c, backup_path=None, command=None, timeout=None, keep=False, identity=None, project_root=None, backup_dir=None,
+          json_=False):
+    """Restore a backup into a temporary folder with every check, then run the smoke command (drill.command) in it."""
+    from backup_lib.drill import drill_project, newest_backup
+
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity},
+                  drill={"--command": command, "--timeout": timeout})
+    root = _root(s)
+    bdir = _dir(s, "backup", root)
+    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root))
+    cfg = s["drill"]
+    result = drill_project(path, root=root, backup_dirs=_backup_dirs(c, s, root), command=cfg["command"],
+                           timeout=cfg["timeout"], source_env=cfg["source_env"], env=cfg["env"], work_dir=cfg["work_dir"],
+                           keep=keep, identity_file=_identity(s, root), progress=_progress("drill restore"))
+    _run_report().archive(path, files=result.files)
+    _print_drill(result, json_)
+
+
+@_task(name="drill", help={**DRILL_HELP, "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP})
+@_run
+def db_drill_task(c, backup_path=None, keep=False, identity=None, project_root=None, backup_dir=None, json_=False):
+    """Restore a database backup into a temporary file: integrity_check, row counts, the dump, drill.db_checks."""
+    from backup_lib.drill import drill_database, newest_backup
+
+    s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
+    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "db", _project_name(s, root))
+    cfg = s["drill"]
+    result = drill_database(path, root=root, backup_dirs=_backup_dirs(c, s, root), checks=cfg["db_checks"],
+                            timeout=cfg["timeout"], work_dir=cfg["work_dir"], keep=keep, identity_file=_identity(s, root))
+    _run_report().archive(path, files=result.files)
+    _print_drill(result, json_)
+
+
+def _print_drill(result, json_: bool) -> None:
+    for warning in result.warnings:
+        _warn(warning)
+    if json_:
+        _json(result.as_dict())
+    else:
+        _out(f"Drill of {_shown(result.backup_path)}")
+        for st in result.steps:
+            _out(f"  {'ok' if st.ok else 'FAILED':6}  {st.name:15}  {st.seconds:7.2f}s  {st.detail}")
+            if not st.ok and st.output:
+                for line in st.output.splitlines():
+                    _out(f"      | {line}")
+        if result.kept:
+            _out(f"  kept {_shown(result.work_dir)}" + (" (the restored tree in tree/, the command's output in command.log)"
+                                                         if result.kind == "project" else " (the restored database in tree/)"))
+        if result.ok:
+            _out(f"drill passed in {result.seconds:.1f}s")
+    if result.exit_code == 3:
+        _incomplete(f"drill: {result.error}")
+    if not result.ok:
+        raise Exit(f"error: drill failed: {result.error}", code=result.exit_code)
+
+
+# ------------------------------------------------------------- diff and ls
+
+
+def _newest_or(s, root: str, bdir: str, backup_path, purpose: str) -> str:
+    from backup_lib.drill import newest_backup
+
+    return _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root), purpose=purpose)
+
+
+@_task(help={"backup_path": "the backup to compare (default: the newest of this project)",
+             "against": "compare with this backup instead of the working tree (A is the older side)",
+             "stat": "counts and sizes by top-level folder instead of one line per path",
+             "exit_code": "exit 1 when they differ (as git diff --exit-code)",
+             "identity": IDENTITY_HELP, "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_run
+def diff(c, backup_path=None, against=None, stat=False, exit_code=False, identity=None, project_root=None, backup_dir=None,
+         json_=False):
+    """What changed: from a backup to the working tree now (as create would select it), or to another backup."""
+    from backup_lib import diff as d
+
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
+    cfg = s["backup"]
+    root = _root(s)
+    bdir = _dir(s, "backup", root)
+    identity_file = _identity(s, root)
+    a = _newest_or(s, root, bdir, backup_path, "to compare")
+    a_manifest, a_meta = d.read_manifest(a, identity_file=identity_file, cache_dir=cfg["cache_dir"])
+    if against:
+        b = _archive(against, bdir)
+        b_manifest, b_meta = d.read_manifest(b, identity_file=identity_file, cache_dir=cfg["cache_dir"])
+        result = d.diff_manifests(a_manifest, b_manifest, a_label=a, b_label=b)
+        warning = d.warn_other_project(a, a_meta, *d.project_of(b, b_meta), os.path.basename(b))
+    else:
+        selection = d.worktree_selection(root, backup_dir=bdir, include=cfg["include"], exclude=cfg["exclude"],
+                                         default_excludes=cfg["default_excludes"], db_path=s["db"]["path"],
+                                         other_backup_dirs=[*_backup_dirs(c, s, root), *_history_files(s, root)])
+        result = d.diff_worktree(a_manifest, selection, started_ns=a_meta.get("started_ns"), a_label=a)
+        warning = d.warn_other_project(a, a_meta, _project_name(s, root), root, "the working tree")
+    if warning:
+        _warn(warning)
+    for text in result.warnings:
+        _warn(text)
+    if json_:
+        _json(result.as_dict(with_stat=stat))
+    elif stat:
+        _out(_render_diff_stat(d.stat_rows(result.changes), result.summary()))
+    else:
+        for change in result.changes:
+            _out(change.line())
+        n = result.summary()
+        sys.stderr.write(f"{n['added']} added, {n['removed']} removed, {n['changed']} changed "
+                         f"(from {_shown(os.path.basename(a))} to {_shown(os.path.basename(b)) if against else 'the working tree'})\n")
+    if exit_code and result.differ:
+        raise Exit(code=1)
+
+
+def _render_diff_stat(rows, summary) -> str:
+    from backup_lib.report import human_size
+
+    table = [("FOLDER", "ADDED", "REMOVED", "CHANGED", "+BYTES", "-BYTES")]
+    for r in rows:
+        table.append((_shown(r["folder"] + "/") if r["folder"] else "(top)", str(r["added"]), str(r["removed"]),
+                      str(r["changed"]), human_size(r["bytes_added"]) if r["bytes_added"] else "-",
+                      human_size(r["bytes_removed"]) if r["bytes_removed"] else "-"))
+    added = sum(r["bytes_added"] for r in rows)
+    removed = sum(r["bytes_removed"] for r in rows)
+    table.append(("total", str(summary["added"]), str(summary["removed"]), str(summary["changed"]),
+                  human_size(added) if added else "-", human_size(removed) if removed else "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(col.ljust(w) if i == 0 else col.rjust(w) for i, (col, w) in enumerate(zip(row, widths)))
+                     for row in table)
+
+
+@_task(help={"backup_path": "the backup to list (default: the newest of this project)",
+             "path": "list only paths matching this gitignore pattern, and what is below them (repeatable)",
+             "identity": IDENTITY_HELP, "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP},
+       iterable=["path"])
+@_run
+def ls(c, backup_path=None, path=None, identity=None, project_root=None, backup_dir=None, json_=False):
+    """List a backup's entries (type and mode, size, time in UTC, path) from its manifest."""
+    from backup_lib import diff as d
+    from backup_lib.report import human_size
+
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
+    root = _root(s)
+    archive = _newest_or(s, root, _dir(s, "backup", root), backup_path, "to list")
+    manifest, _meta = d.read_manifest(archive, identity_file=_identity(s, root), cache_dir=s["backup"]["cache_dir"])
+    entries = d.list_entries(manifest, path or [])
+    if json_:  # a record at a time: memory stays flat whatever the backup holds
+        _out("[")
+        held = None
+        for rec in entries:
+            if held is not None:
+                _out(held + ",")
+            held = "  " + json.dumps(d.ls_record(rec), ensure_ascii=False)
+        if held is not None:
+            _out(held)
+        _out("]")
+        return
+    count = size = 0
+    for rec in entries:
+        _out(d.ls_line(rec))
+        count += 1
+        if rec.get("type") == "file" and isinstance(rec.get("size"), int):
+            size += rec["size"]
+    sys.stderr.write(f"{count} entries, {human_size(size)} in {_shown(os.path.basename(archive))}\n")
+
+
+# ---------------------------------------------------------------------- report
+
+
+@_task(help={"output": "the HTML file to write (default: report.html beside the run history, <root>/backups/; "
+                       "config report.output)",
+             "identity": IDENTITY_HELP + " (for the folder sizes of an encrypted backup)",
+             "project_root": ROOT_HELP, "backup_dir": DIR_HELP, "json_": JSON_HELP})
+@_run
+def report(c, output=None, identity=None, project_root=None, backup_dir=None, json_=False):
+    """Write one self-contained HTML page: backups, sizes over time, folders, chains, status, drills, runs."""
+    from backup_lib.dbpath import resolve_database
+    from backup_lib.history import history_path
+    from backup_lib.monitor import gather_status
+    from backup_lib.report_page import build_context, default_report_path, gather, inside_project, render, write_page
+    from backup_lib.status import expected_kinds, thresholds_from_config
+
+    # --output is taken relative to the current folder (report.output to the root); what create leaves out is
+    # the configured or default report, so --output is not a setting here.
+    s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity})
+    root = _root(s)
+    name = _project_name(s, root)
+    dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}
+    history = history_path(dirs["project"], s["history"]["path"], root)
+    configured = s["report"]["output"]
+    if output:
+        target = os.path.abspath(os.path.expanduser(output))
+    elif configured:
+        target = os.path.abspath(os.path.join(root, configured))
+    else:
+        target = default_report_path(history)
+    section = {k: v for k, v in s["status"].items() if v is not None}
+    db = resolve_database(root, s["db"]["path"], skip_dirs=_backup_dirs(c, s, root))
+    kinds = [k for k in expected_kinds(section, has_database=db.path is not None) if k in dirs]
+    status_report = gather_status({k: dirs[k] for k in kinds}, history, thresholds=thresholds_from_config(section),
+                                  project=name, kinds=kinds)
+    shown = {k: d for k, d in dirs.items() if k in kinds or k == "project" or os.path.isdir(d)}
+    data = gather(project=name, root=root, backup_dirs=shown, history_file=history, status=status_report,
+                  identity_file=_identity(s, root), cache_dir=s["backup"]["cache_dir"])
+    if output and inside_project(target, root, [*_backup_dirs(c, s, root), *_history_files(s, root)]):
+        _warn(f"{_shown(target)} is inside the project: backup.create will back it up unless it is ignored "
+              "(report.output, or the default, is left out)")
+    write_page(render(build_context(data)), target, make_dir=not (output or configured))
+    counts = {k: len(v) for k, v in data["backups"].items()}
+    if json_:
+        _json({"output": target, "backups": counts, "status": status_report["status"]})
+    else:
+        _out(f"Wrote {_shown(target)} ({', '.join(f'{n} {k} backups' for k, n in counts.items())}; status {status_report['status']})")
+
+
+
+backup = Collection("backup", create, list_, info, restore, verify, cleanup, push, pull, status, notify_test_task, keygen,
+                    drill, diff, ls, report)
+db = Collection("db", db_backup_task, db_list, db_info, db_verify_task, db_restore_task, db_cleanup, db_push, db_pull,
+                db_drill_task)
 # No configuration of ours goes into Invoke (ns.configure): the defaults live
 # in backup_lib/config.py's schema, so Invoke never casts an INVOKE_* string
 # by a default's type.

@@ -396,6 +396,18 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "history": {
         "path": Setting(Path(), None, (), "the run history (default <root>/backups/history.jsonl)"),
     },
+    # Restore drills (backup.drill, db.drill; README "Restore drills").
+    "drill": {
+        "command": Setting(Text(), None, (Flag("--command"),), "the smoke command run in the restored tree (/bin/sh -c)"),
+        "timeout": Setting(Duration(1, 7 * 86400), 600.0, (Flag("--timeout"),), "how long the smoke command (or the SQL checks) may run"),
+        "source_env": Setting(Bool(), False, (), "give the command the variables of the restored tree's .env"),
+        "env": Setting(Raw(), None, (), "variables to set for the command ({NAME: value}; null removes one)"),
+        "db_checks": Setting(TextList(), [], (), "SQL queries that must each return at least one row on the restored database"),
+        "work_dir": Setting(Path(), None, (), "where the temporary copies go (default: the system's temporary folder)"),
+    },
+    "report": {
+        "output": Setting(Path(), None, (), "the HTML page backup.report writes (relative to the root; default beside the history)"),
+    },
 }
 
 

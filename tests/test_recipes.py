@@ -524,7 +524,7 @@ def test_a_failure_with_json_is_a_code_an_error_line_and_no_partial_output(tmp_p
 
 def test_the_exit_code_table_names_every_code_the_tool_returns():
     import tasks
-    from backup_lib import errors, status
+    from backup_lib import drill, errors, status
 
     section = README.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     documented = set()
@@ -532,4 +532,5 @@ def test_the_exit_code_table_names_every_code_the_tool_returns():
         low, _, high = first.partition("–")
         documented |= set(range(int(low), int(high or low) + 1))
     codes = {getattr(errors, name) for name in errors.__all__ if name.startswith("EXIT_")}
-    assert documented == codes | set(status.EXIT_CODES.values()) | {130, tasks.EXIT_PIPE}
+    drills = {drill.EXIT_RESTORE_FAILED, drill.EXIT_COMMAND_FAILED, drill.EXIT_TIMED_OUT}
+    assert documented == codes | set(status.EXIT_CODES.values()) | drills | {130, tasks.EXIT_PIPE}
