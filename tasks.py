@@ -1382,7 +1382,7 @@ def diff(c, backup_path=None, against=None, stat=False, exit_code=False, identit
         warning = d.warn_other_project(a, a_meta, *d.project_of(b, b_meta), os.path.basename(b))
     else:
         selection = d.worktree_selection(root, backup_dir=bdir, include=cfg["include"], exclude=cfg["exclude"],
-                                         default_excludes=cfg["default_excludes"], db_path=s["db"]["path"],
+                                         default_excludes=cfg["default_excludes"], db_path=s["db"]["path"], db_url=s["db"]["url"],
                                          other_backup_dirs=[*_backup_dirs(c, s, root), *_history_files(s, root)])
         result = d.diff_worktree(a_manifest, selection, started_ns=a_meta.get("started_ns"), a_label=a)
         warning = d.warn_other_project(a, a_meta, _project_name(s, root), root, "the working tree")

@@ -329,20 +329,13 @@ def diff_worktree(manifest: bytes, selection, *, started_ns: int | None = None, 
 
 
 def worktree_selection(root: str, *, backup_dir: str, include=(), exclude=(), default_excludes: bool = True,
-                       db_path: str | None = None, other_backup_dirs=()):
-    """What ``backup.create`` would select now, with the same rules and
-    the same paths left out (mirrors :func:`backup_lib.project.create_backup`)."""
-    from .dbpath import left_out_of_project_backups, resolve_database
-    from .selection import select_files
-    from .store import default_backup_dir
+                       db_path: str | None = None, db_url: str | None = None, other_backup_dirs=()):
+    """What ``backup.create`` would select now: the same rules, the same
+    paths left out (:class:`backup_lib.project.ProjectRules`)."""
+    from .project import ProjectRules
 
-    root = os.path.abspath(root)
-    backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
-        backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
-    db = resolve_database(root, db_path, skip_dirs=backup_dirs)
-    db_paths, _warning = left_out_of_project_backups(db, root)
-    return select_files(root, include=include, exclude=exclude, default_excludes=default_excludes,
-                        exclude_paths=db_paths, always_exclude_paths=backup_dirs, stat_files=True)
+    return ProjectRules.for_root(root, backup_dir=backup_dir, include=include, exclude=exclude, default_excludes=default_excludes,
+                                 db_path=db_path, db_url=db_url, other_backup_dirs=other_backup_dirs).select(True)
 
 
 # ---------------------------------------------------------------- listing

@@ -95,27 +95,12 @@ def create_backup(
     name = name or os.path.basename(root) or "project"
     if "/" in name or name.startswith("."):
         raise UsageError(f"backup name {name!r} must not contain '/' or start with '.'")
-    # Backups never hold backups: the folder written to, both default
-    # folders and every configured one are left out whatever the flags.
-    backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
-        backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
-    # The database as the db.* tasks resolve it (db.backup saves it consistently).
-    db = resolve_database(root, db_path, url=db_url, skip_dirs=backup_dirs)
-    db_paths, db_warning = left_out_of_project_backups(db, root)
-    warnings = [db_warning] if db_warning and default_excludes else []
+    rules = ProjectRules.for_root(root, backup_dir=backup_dir, include=include, exclude=exclude, default_excludes=default_excludes,
+                                  db_path=db_path, db_url=db_url, other_backup_dirs=other_backup_dirs)
+    db, backup_dirs = rules.db, rules.backup_dirs
+    warnings = [rules.db_warning] if rules.db_warning and default_excludes else []
     mode = _incremental_mode(incremental, full)
-
-    def select(stat_files: bool):
-        home = _toolkit_home(root, backup_dirs)  # looked at now: the backup folder may have just been made
-        return select_files(
-            root,
-            include=include,
-            exclude=exclude,
-            default_excludes=default_excludes,
-            exclude_paths=db_paths,
-            always_exclude_paths=[*backup_dirs, *([home] if home else [])],
-            stat_files=stat_files,  # a full create fstat()s each file it opens anyway
-        )
+    select = rules.select  # a full create fstat()s each file it opens: stat_files only when needed
 
     if dry_run:
         selection = select(True)
@@ -190,6 +175,46 @@ def create_backup(
     if progress is not None:
         progress.done()
     return CreateResult(final, metadata, warnings=tuple(warnings), work_folders=tuple(swept))
+
+
+@dataclass(frozen=True)
+class ProjectRules:
+    """What a project backup selects, as ``backup.create`` and ``backup.diff``
+    both need it: git's rules and the flags, with the backup folders (the
+    one written to, both defaults, every configured one), the toolkit's own
+    home and the application's database always left out."""
+
+    root: str
+    include: tuple
+    exclude: tuple
+    default_excludes: bool
+    backup_dirs: list
+    db: object  # dbpath.Database
+    db_paths: tuple
+    db_warning: str | None
+
+    @classmethod
+    def for_root(cls, root: str, *, backup_dir: str, include=(), exclude=(), default_excludes: bool = True,
+                 db_path: str | None = None, db_url: str | None = None, other_backup_dirs=()) -> "ProjectRules":
+        root = os.path.abspath(root)
+        backup_dirs = list(dict.fromkeys(os.path.abspath(d) for d in (
+            backup_dir, default_backup_dir(root, "project"), default_backup_dir(root, "db"), *(other_backup_dirs or ()))))
+        # The database as the db.* tasks resolve it (db.backup saves it consistently).
+        db = resolve_database(root, db_path, url=db_url, skip_dirs=backup_dirs)
+        db_paths, db_warning = left_out_of_project_backups(db, root)
+        return cls(root, tuple(include), tuple(exclude), default_excludes, backup_dirs, db, tuple(db_paths), db_warning)
+
+    def select(self, stat_files: bool = True):
+        home = _toolkit_home(self.root, self.backup_dirs)  # looked at now: the backup folder may have just been made
+        return select_files(
+            self.root,
+            include=self.include,
+            exclude=self.exclude,
+            default_excludes=self.default_excludes,
+            exclude_paths=self.db_paths,
+            always_exclude_paths=[*self.backup_dirs, *([home] if home else [])],
+            stat_files=stat_files,
+        )
 
 
 _TOOLKIT_FILES = {"history.jsonl", "history.jsonl.lock", "report.html"}

@@ -113,7 +113,12 @@ def test_working_tree_selection_is_create_s(proj, tmp_path):
                              other_backup_dirs=[str(proj / "backups" / "history.jsonl")])
     assert not diff_worktree(m, sel).differ
     sel = worktree_selection(str(proj), backup_dir=str(proj / "backups" / "project"))
-    assert {c.path for c in diff_worktree(m, sel).changes} == {"static", "static/site.css", "backups/history.jsonl"}
+    # backups/ holds nothing but the toolkit's own, so create leaves it out whole, and so does the diff
+    assert {c.path for c in diff_worktree(m, sel).changes} == {"static", "static/site.css"}
+    (proj / "backups" / "notes.txt").write_text("mine\n")  # a user's file there: both look inside again
+    sel = worktree_selection(str(proj), backup_dir=str(proj / "backups" / "project"))
+    assert {c.path for c in diff_worktree(m, sel).changes} == {
+        "static", "static/site.css", "backups", "backups/history.jsonl", "backups/notes.txt"}
 
 
 def test_the_manifest_comes_from_the_cache_when_fresh(proj, tmp_path):
