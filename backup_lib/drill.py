@@ -335,35 +335,10 @@ def run_command(command: str, *, cwd: str, env: Mapping[str, str], timeout: floa
     return code, time.monotonic() - start
 
 
-def _restore_takes_identity() -> bool:
-    import inspect
-
-    from .project import restore_backup
-    from .restore import restore_tree
-
-    for fn in (restore_backup, restore_tree):
-        params = inspect.signature(fn).parameters
-        if "identity_file" in params:
-            return True
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
-
-
 def _restore(path: str, target: str, identity_file: str | None, progress):
-    from .archive.crypto import is_encrypted
     from .project import restore_backup
 
-    kw = {}
-    if identity_file is not None:
-        # TODO(restore --identity): the chain-aware restore takes identity_file=;
-        # until it has landed, an encrypted backup cannot be drilled (an
-        # unencrypted one drills whatever backup.identity_file says).
-        if _restore_takes_identity():
-            kw["identity_file"] = identity_file
-        elif is_encrypted(path):
-            raise _Failed(EXIT_RESTORE_FAILED, "restoring an encrypted backup is not available in this version yet")
-    return restore_backup(path, target, progress=progress, **kw)
+    return restore_backup(path, target, progress=progress, identity_file=identity_file)
 
 
 def drill_project(

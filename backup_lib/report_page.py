@@ -28,6 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import BackupError
 from .report import display_path, human_size
+from .status import DRILL_TASKS
 
 __all__ = ["REPORT_NAME", "SCRIPT", "default_report_path", "gather", "build_context", "render", "write_page", "chains",
            "folder_sizes", "verify_states", "line_chart", "inside_project"]
@@ -123,7 +124,6 @@ def _time(value) -> _dt.datetime | None:
 
 
 VERIFY_TASK = {"project": "backup.verify", "db": "db.verify"}
-DRILL_TASK = {"project": "backup.drill", "db": "db.drill"}
 
 
 def verify_states(rows: Sequence[Mapping], history: Sequence[Mapping], kind: str) -> list[dict]:
@@ -320,7 +320,7 @@ def build_context(data: Mapping) -> dict:
                                     "message": p.get("message")} for p in status.get("problems") or []]}
 
     drills = []
-    for kind, task in DRILL_TASK.items():
+    for kind, task in DRILL_TASKS.items():
         recs = [r for r in history if r.get("task") == task]
         if recs:
             r = max(recs, key=lambda r: _time(r.get("end")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc))

@@ -11,7 +11,7 @@ Per kind (``project``, ``db``; remotes later as further kinds) it gives the
 newest backup's time, age, archive size, file count and content size, the
 backup before it, the last run of each task, the last verify and its
 result, the last failure, the last successful restore drill (a history
-record of task ``backup.drill``), and its problems:
+record of task ``backup.drill`` or ``db.drill``), and its problems:
 
 =========== ========= ===============================================================
 problem     category  when
@@ -85,10 +85,10 @@ CATEGORY_OF = {
 
 CREATE_TASKS = {"project": "backup.create", "db": "db.backup"}
 VERIFY_TASKS = ("backup.verify", "db.verify")
-DRILL_TASK = "backup.drill"
+DRILL_TASKS = {"project": "backup.drill", "db": "db.drill"}
 # The tasks a schedule runs: their last run failing is a problem.  A failed
 # restore (a typo, a non-empty target) is shown as the last failure only.
-SCHEDULED_TASKS = ("backup.create", "db.backup", "backup.cleanup", "db.cleanup", DRILL_TASK, "backup.push", "db.push")
+SCHEDULED_TASKS = ("backup.create", "db.backup", "backup.cleanup", "db.cleanup", *DRILL_TASKS.values(), "backup.push", "db.push")
 
 
 # ---------------------------------------------------------------- durations
@@ -345,7 +345,7 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
     ok_verifies = [r for r in verifies if r.get("outcome") == "success"]
     last_ok_verify = ok_verifies[-1] if ok_verifies else None
     failures = [r for r in recs if r.get("outcome") not in ("success", None)]
-    drills = [r for r in recs if r.get("task") == DRILL_TASK and r.get("outcome") == "success"]
+    drills = [r for r in recs if r.get("task") == DRILL_TASKS.get(kind) and r.get("outcome") == "success"]
     creates = [r for r in recs if r.get("task") == CREATE_TASKS.get(kind) and r.get("outcome") == "success"]
 
     max_age = th.max_age_for(kind)

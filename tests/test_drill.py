@@ -174,6 +174,38 @@ def test_a_backup_missing_from_the_chain(proj, tmp_path):
     assert not os.path.exists(res.work_dir)
 
 
+def test_an_incremental_backup_drills_with_its_chain(proj, tmp_path):
+    backup(proj, tmp_path)
+    (proj / "app.py").write_text("print('changed')\n")
+    os.unlink(proj / "static" / "site.css")
+    incr = backup(proj, tmp_path, incremental="true")
+    res = drill(proj, incr, command="cat app.py > seen; test ! -e static/site.css", keep=True)
+    try:
+        assert res.ok, res.error
+        assert [(s.name, s.ok) for s in res.steps][:2] == [("chain", True), ("restore", True)]
+        assert "2 archives" in res.steps[0].detail
+        assert (Path(res.work_dir) / "tree" / "seen").read_text() == "print('changed')\n"
+    finally:
+        import shutil
+
+        shutil.rmtree(res.work_dir)
+
+
+def test_an_encrypted_incremental_project_backup_drills_with_the_identity(proj, tmp_path):
+    from backup_lib.archive.crypto import keygen
+
+    key = str(tmp_path / "id.key")
+    recipient = keygen(key)
+    backup(proj, tmp_path, encrypt_to=[recipient])
+    (proj / "app.py").write_text("print('secret change')\n")
+    incr = backup(proj, tmp_path, incremental="true", encrypt_to=[recipient], identity_file=key)
+    assert incr.endswith("_incr.tar.gz.age")
+    res = drill(proj, incr, identity_file=key, command="grep -q 'secret change' app.py")
+    assert res.ok, res.error
+    res = drill(proj, incr, command="true")
+    assert res.exit_code == EXIT_RESTORE_FAILED and "--identity" in res.error
+
+
 def test_an_archive_that_fails_verification_restores_nothing(proj, tmp_path):
     path = backup(proj, tmp_path)
     data = open(path, "rb").read()

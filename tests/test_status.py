@@ -167,12 +167,18 @@ def test_verify_too_old_or_never_is_stale_unless_turned_off():
 def test_drills_safety_backups_and_unreadable_backups():
     backups, history = healthy()
     history.append(run("backup.drill", 5 * H))
+    history.append(run("db.drill", 7 * H))
+    history.append(run("db.drill", 2 * H, outcome="failure"))  # a failed drill is not the last successful one
     # a safety backup taken by db.restore is not the job's output: no freshness from it
     backups["db"] = [row("safety", 0.1 * H, files=2, safety_backup=True), row("d1", 30 * H, files=2)]
     rep = evaluate(backups, history, now=NOW)
     assert rep["kinds"]["project"]["last_drill"]["age_seconds"] == 5 * H
+    assert rep["kinds"]["db"]["last_drill"]["age_seconds"] == 7 * H
     assert rep["kinds"]["db"]["newest"]["name"] == "d1" and rep["kinds"]["db"]["count"] == 1
-    assert codes(rep) == ["stale"]
+    assert sorted(codes(rep)) == ["run_failed", "stale"]  # db.drill is a scheduled task: its last run failed
+    history.append(run("db.drill", 1 * H))
+    rep = evaluate(backups, history, now=NOW)
+    assert codes(rep) == ["stale"] and rep["kinds"]["db"]["last_drill"]["age_seconds"] == H
     backups["project"].insert(0, {"name": "demo_project_20260615_110000.tar.gz", "size": 10, "error": "not a backup"})
     rep = evaluate(backups, history, now=NOW)
     assert "unreadable" in codes(rep) and rep["kinds"]["project"]["newest"]["age_seconds"] == H  # time from the name
