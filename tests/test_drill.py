@@ -24,6 +24,14 @@ from forge import file, forge, symlink
 from helpers import run_cli
 
 
+@pytest.fixture(autouse=True)
+def own_tempdir(tmp_path, monkeypatch):
+    """Each test its own temporary folder: drills of tests running beside it
+    (pytest -n) come and go in the shared one."""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+
+
 @pytest.fixture
 def proj(tmp_path):
     root = tmp_path / "shop"
