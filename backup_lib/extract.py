@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tarfile
 from dataclasses import dataclass, field
 from typing import Callable
@@ -224,6 +225,8 @@ def _selected(includes: PatternList | None, parts: list[str], is_dir: bool, cach
     return bool(hit) or bool(includes.excludes(os.fsencode(path), os.fsencode(parts[-1]), is_dir))
 
 
+# os.fsencode() without its per-call lookups (the manifest check encodes every path)
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _SMALL = 4 << 20  # files up to this size are written by the pool
 
 
@@ -359,14 +362,15 @@ def scan_archive(
 def _read(scan: "_Scan", reader: ArchiveReader) -> tuple[ScanResult, ArchiveReader]:
     """Every member through ``scan`` (its writers stopped however it ends),
     then the metadata: the pass both scan_archive and a chain's archives make."""
+    own = scan.writers is not None and scan.made is None  # a chain's pool is the chain's to finish
     try:
         for ti, fobj in reader:
             scan.member(ti, fobj)
     except BaseException:
-        if scan.writers is not None:
+        if own:
             scan.writers.finish(raise_error=False)
         raise
-    if scan.writers is not None:
+    if own:
         scan.writers.finish()
     res = scan.res
     res.kinds = scan.kinds
@@ -379,7 +383,8 @@ def _read(scan: "_Scan", reader: ArchiveReader) -> tuple[ScanResult, ArchiveRead
 class _Scan:
     """The state of one pass: what each archive path is, and what to do last."""
 
-    def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress, select=None):
+    def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress, select=None,
+                 chain: "_ChainState | None" = None):
         self.archive = archive
         self.dest = dest
         self.includes = includes
@@ -388,6 +393,10 @@ class _Scan:
         # written (their folders made as they come); folders, symlinks and
         # hard links come from the final manifest (see scan_chain).
         self.select = select
+        # A chain's archives share one writer pool (writes overlap the
+        # reading of the next archive) and the folders made so far.
+        self.chain = chain
+        self.made: set[str] | None = chain.made if chain else None
         self.res = ScanResult(archive)
         self.kinds: dict[str, str] = {}  # archive path -> "dir" | "file" | "symlink" | "hardlink"
         self.symlinks: list[tuple[str, str]] = []  # created last, after every file
@@ -401,7 +410,7 @@ class _Scan:
         self.prefix_len = len(os.fsencode(dest)) + 1 if dest is not None else 0
         self.entries_left = MAX_ENTRIES
         self.bytes_left = MAX_PATH_BYTES
-        self.writers = _Writers() if dest is not None else None
+        self.writers = (chain.writers if chain else _Writers()) if dest is not None else None
 
     def _charge(self, entries: int, nbytes: int) -> None:
         self.entries_left -= entries
@@ -481,7 +490,7 @@ class _Scan:
         if self.select is not None:
             wanted = ti.isreg() and self.select(path)
             if wanted and dest is not None:
-                os.makedirs(os.path.join(dest, path.rpartition("/")[0]) if "/" in path else dest, 0o700, exist_ok=True)
+                _make_parents(dest, path, self.made)
         else:
             wanted = _selected(self.includes, parts, ti.isdir(), self.include_cache)
         full = os.path.join(dest, path) if dest is not None else None
@@ -559,6 +568,8 @@ class _Scan:
         self.res.actual[path] = ("file", size, h.digest())
         if write:
             self.res.written.append(path)
+            if self.chain is not None:
+                self.chain.modes[path] = mode
 
 
 def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], None] | None = None) -> None:
@@ -592,10 +603,11 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
             if not incremental:
                 errors.append(f"member {path!r} is in the manifest but missing from the archive")
                 continue
-            problem = _inherited(rec, project)
+            bpath = path.encode(_FS_ENCODING, _FS_ERRORS)
+            problem = _inherited(rec, bpath, project)
             if problem:
                 errors.append(problem)
-            in_order, last = _order(in_order, last, os.fsencode(path), kind, legacy)
+            in_order, last = _order(in_order, last, bpath, kind, legacy)
             continue
         matched += 1
         gtype, gsize, gval = got
@@ -604,7 +616,7 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
             continue
         if stamp is not None and type(rec.get("mtime_ns")) is int:
             stamp(path, kind, rec["mtime_ns"])
-        bpath = os.fsencode(path)
+        bpath = path.encode(_FS_ENCODING, _FS_ERRORS)
         in_order, last = _order(in_order, last, bpath, kind, legacy)
         if kind == "file":
             if gsize != rec.get("size"):
@@ -658,11 +670,10 @@ def _order(in_order: bool, last: bytes, bpath: bytes, kind, legacy: bool) -> tup
     return in_order and key > last, key
 
 
-def _inherited(rec: dict, project) -> str | None:
+def _inherited(rec: dict, bpath: bytes, project) -> str | None:
     """A record an incremental does not store: well formed, and counted in
     project_hash from what it says (its chain supplies the bytes)."""
     path, kind = rec["path"], rec.get("type")
-    bpath = os.fsencode(path)
     if kind == "file":
         digest = rec.get("sha256")
         if not (isinstance(digest, str) and len(digest) == 64) or not isinstance(rec.get("size"), int):
@@ -788,6 +799,29 @@ def _set_time(dest: str, path: str, ns: int) -> None:
 # ------------------------------------------------------------------ chains
 
 
+@dataclass
+class _ChainState:
+    """What the archives of one chain restore share: one writer pool (the
+    writes of one archive overlap the reading of the next), the folders
+    made so far, and the mode each file was written with."""
+
+    writers: _Writers
+    made: set[str] = field(default_factory=set)
+    modes: dict[str, int] = field(default_factory=dict)
+
+
+def _make_parents(dest: str, path: str, made: set[str]) -> None:
+    """The folders above ``path`` in ``dest`` (a private folder being
+    filled: nothing in it is a symlink yet), each made once."""
+    parent = path.rpartition("/")[0]
+    if not parent or parent in made:
+        return
+    os.makedirs(os.path.join(dest, parent), 0o700, exist_ok=True)
+    while parent and parent not in made:
+        made.add(parent)
+        parent = parent.rpartition("/")[0]
+
+
 def _open_beside(archive: str):
     """Where the parents of a local archive are: beside it."""
     directory = os.path.dirname(os.path.abspath(archive))
@@ -801,11 +835,11 @@ def _open_beside(archive: str):
     return opener
 
 
-def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=None) -> tuple[ScanResult, bytes]:
+def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=None, chain=None) -> tuple[ScanResult, bytes]:
     """One archive of a chain: verified on its own (an incremental's
     manifest may list what it does not store), the files ``select`` names
-    written into ``dest``."""
-    res, reader = _read(_Scan(archive, dest, None, progress, select=select),
+    written into ``dest`` (by the chain's writer pool)."""
+    res, reader = _read(_Scan(archive, dest, None, progress, select=select, chain=chain),
                         ArchiveReader(archive, identity_file=identity_file, stream=stream))
     res.errors.extend(reader.problems)
     try:
@@ -813,6 +847,58 @@ def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=Non
     except IntegrityError as exc:
         res.errors.append(str(exc))
     return res, reader.manifest_bytes
+
+
+def _read_chain(archive, dest, included, progress, identity_file, opener, stream, shared):
+    """Every archive of the chain read once, newest first, each file's
+    bytes from the newest archive that holds them: the newest metadata,
+    its manifest's records, the archive names, the paths written, and the
+    counts; or the newest archive's own result when it fails verification."""
+    first, manifest = _scan_one(archive, dest=dest, select=included, progress=progress, identity_file=identity_file,
+                                stream=stream, chain=shared)
+    if first.errors:
+        return first
+    meta = first.metadata
+    final: dict[str, tuple] = {}
+    needed: dict[str, str] = {}  # file path -> SHA-256 the newest manifest lists, not yet supplied
+    for rec in iter_manifest(manifest):
+        path, kind = rec["path"], rec.get("type")
+        target = rec.get("target") if kind in ("symlink", "hardlink") else None
+        final[path] = (kind, rec.get("mode", 0o644) if isinstance(rec.get("mode"), int) else 0o644,
+                       rec.get("mtime_ns") if type(rec.get("mtime_ns")) is int else None, rec.get("size", 0),
+                       rec.get("sha256"), target)
+        if kind == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
+            needed[path] = rec["sha256"]
+    chain = [os.path.basename(archive)]
+    written = [p for p in first.written]
+    members, bytes_read = first.members, first.bytes_read
+    link = meta.get("parent")
+    while link:
+        name = link.get("name") if isinstance(link, dict) else None
+        if not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise IntegrityError(f"{archive}: its metadata names no readable parent ({link!r})")
+        where = opener(name)
+        label = where["archive"]
+        res, _m = _scan_one(label, dest=dest, select=lambda p: p in needed, progress=progress, identity_file=identity_file,
+                            stream=where.get("stream"), chain=shared)
+        if res.errors:
+            raise IntegrityError(f"{archive}: {name}, in its chain, fails verification: {res.errors[0]}")
+        if res.metadata.get("metadata_sha256") != link.get("metadata_sha256"):
+            raise IntegrityError(f"{archive}: {name} is not the backup it was made on (another archive of that name)")
+        for path in [p for p in needed if res.actual.get(p, ("",))[0] == "file"]:
+            if res.actual[path][2].hex() != needed.pop(path):
+                raise IntegrityError(f"{archive}: {name} holds other bytes for {path!r} than the newest manifest lists")
+        chain.append(name)
+        written += res.written
+        members += res.members
+        bytes_read += res.bytes_read
+        link = res.metadata.get("parent") if res.metadata.get("backup_type") == INCREMENTAL_TYPE else None
+        if len(chain) > 100_000:
+            raise IntegrityError(f"{archive}: its chain does not end")
+    if needed:
+        path = next(iter(needed))
+        raise IntegrityError(f"{archive}: {len(needed)} files of its tree are in no archive of its chain (such as {path!r})")
+    return meta, final, chain, written, members, bytes_read
 
 
 def scan_chain(
@@ -845,49 +931,19 @@ def scan_chain(
     def included(path: str) -> bool:
         return includes is None or _selected(includes, path.split("/"), False, cache)
 
-    first, manifest = _scan_one(archive, dest=dest, select=included, progress=progress, identity_file=identity_file, stream=stream)
-    if first.errors:
-        return first
-    meta = first.metadata
-    final: dict[str, tuple] = {}
-    needed: dict[str, str] = {}  # file path -> SHA-256 the newest manifest lists, not yet supplied
-    for rec in iter_manifest(manifest):
-        path, kind = rec["path"], rec.get("type")
-        target = rec.get("target") if kind in ("symlink", "hardlink") else None
-        final[path] = (kind, rec.get("mode", 0o644) if isinstance(rec.get("mode"), int) else 0o644,
-                       rec.get("mtime_ns") if type(rec.get("mtime_ns")) is int else None, rec.get("size", 0),
-                       rec.get("sha256"), target)
-        if kind == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
-            needed[path] = rec["sha256"]
-    chain = [os.path.basename(archive)]
-    written = [p for p in first.written]
-    members, bytes_read = first.members, first.bytes_read
-    link = meta.get("parent")
-    while link:
-        name = link.get("name") if isinstance(link, dict) else None
-        if not isinstance(name, str) or "/" in name or name.startswith("."):
-            raise IntegrityError(f"{archive}: its metadata names no readable parent ({link!r})")
-        where = opener(name)
-        label = where["archive"]
-        res, _m = _scan_one(label, dest=dest, select=lambda p: p in needed, progress=progress, identity_file=identity_file,
-                            stream=where.get("stream"))
-        if res.errors:
-            raise IntegrityError(f"{archive}: {name}, in its chain, fails verification: {res.errors[0]}")
-        if res.metadata.get("metadata_sha256") != link.get("metadata_sha256"):
-            raise IntegrityError(f"{archive}: {name} is not the backup it was made on (another archive of that name)")
-        for path in [p for p in needed if res.actual.get(p, ("",))[0] == "file"]:
-            if res.actual[path][2].hex() != needed.pop(path):
-                raise IntegrityError(f"{archive}: {name} holds other bytes for {path!r} than the newest manifest lists")
-        chain.append(name)
-        written += res.written
-        members += res.members
-        bytes_read += res.bytes_read
-        link = res.metadata.get("parent") if res.metadata.get("backup_type") == INCREMENTAL_TYPE else None
-        if len(chain) > 100_000:
-            raise IntegrityError(f"{archive}: its chain does not end")
-    if needed:
-        path = next(iter(needed))
-        raise IntegrityError(f"{archive}: {len(needed)} files of its tree are in no archive of its chain (such as {path!r})")
+    shared = _ChainState(_Writers()) if dest is not None else None
+    try:
+        state = _read_chain(archive, dest, included, progress, identity_file, opener, stream, shared)
+    except BaseException:
+        if shared:
+            shared.writers.finish(raise_error=False)
+        raise
+    if shared:
+        shared.writers.finish()  # every file written before modes, times and links
+    if isinstance(state, ScanResult):  # the newest archive fails verification
+        return state
+    meta, final, chain, written, members, bytes_read = state
+    made, modes = (shared.made, shared.modes) if shared else (set(), {})
     out = ScanResult(archive, metadata=meta, members=members, bytes_read=bytes_read)
     out.chain = chain
     later: list[tuple[str, str, int]] = []
@@ -908,7 +964,9 @@ def scan_chain(
             continue
         full = os.path.join(dest, path)
         if kind == "dir":
-            os.makedirs(full, 0o700, exist_ok=True)
+            if path not in made:
+                os.makedirs(full, 0o700, exist_ok=True)
+                made.add(path)
             dir_modes[path] = mode & 0o777
             if ns is not None:
                 later.append((path, kind, ns))
@@ -918,7 +976,9 @@ def scan_chain(
                 if ns is not None:
                     later.append((path, kind, ns))
         elif path in written_set:
-            os.chmod(full, mode & 0o777, follow_symlinks=False)
+            if modes.get(path) != mode & 0o777:
+                # (a plain chmod: the tree is private, and has no symlinks until the very end)
+                os.chmod(full, mode & 0o777)
             if ns is not None:
                 _set_time(dest, path, ns)
     if dest is not None:

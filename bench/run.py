@@ -376,7 +376,9 @@ def chain_restore_case(b: Bench, scale: str, root: str, out: str, filelist: str,
         subprocess.run(f"{env} {shlex.join([*base, '--backup-dir', chain_dir, '--incremental'])}", shell=True, check=True,
                        stdout=subprocess.DEVNULL)
     subprocess.run(shlex.join([*base, "--backup-dir", full_dir]), shell=True, check=True, stdout=subprocess.DEVNULL)
-    newest = sorted(f for f in os.listdir(chain_dir) if f.endswith("_incr.tar.gz"))[-1]
+    # the last one written (by name, "_1_incr" of a second made within the same second sorts first)
+    newest = max((f for f in os.listdir(chain_dir) if f.endswith("_incr.tar.gz")),
+                 key=lambda f: os.stat(os.path.join(chain_dir, f)).st_mtime_ns)
     full = next(f for f in os.listdir(full_dir) if f.endswith(".tar.gz"))
     targets: list[str] = []
 
