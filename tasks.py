@@ -367,11 +367,13 @@ def _transfer_progress(label: str):
 def _push_after_create(c, s, kind: str, archive: str, names) -> tuple[list[dict], list[str]]:
     """Push a new archive to each remote named: (what went where, the
     problems, one line each).  The local backup stays whatever happens."""
+    pushed, problems = [], []
+    if not names:
+        return pushed, problems  # (and boto3's world stays unimported)
     from backup_lib.errors import BackupError
     from backup_lib.remote import push
     from backup_lib.store import BackupStore
 
-    pushed, problems = [], []
     for name in dict.fromkeys(names):
         try:
             with _remote(c, name, record=False) as remote:  # the create's record is the local backup's
@@ -1308,6 +1310,7 @@ def notify_test_task(c, json_=False, project_root=None):
 
 DRILL_HELP = {
     "backup_path": "drill this backup (default: the newest of this project)",
+    "remote": "drill a backup on this remote (named in remotes:), read from there with its chain; nothing is kept locally",
     "keep": "keep the temporary folder (its path is printed) instead of removing it",
     "identity": IDENTITY_HELP,
     "json_": JSON_HELP,
@@ -1318,35 +1321,69 @@ DRILL_HELP = {
              "timeout": "how long the command may run: 90s, 10m, 1h (default 600 s; config drill.timeout)",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP})
 @_run
-def drill(c, backup_path=None, command=None, timeout=None, keep=False, identity=None, project_root=None, backup_dir=None,
-          json_=False):
+def drill(c, backup_path=None, remote=None, command=None, timeout=None, keep=False, identity=None, project_root=None,
+          backup_dir=None, json_=False):
     """Restore a backup into a temporary folder with every check, then run the smoke command (drill.command) in it."""
     from backup_lib.drill import drill_project, newest_backup
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity},
                   drill={"--command": command, "--timeout": timeout})
     root = _root(s)
-    bdir = _dir(s, "backup", root)
-    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root))
     cfg = s["drill"]
-    result = drill_project(path, root=root, backup_dirs=_backup_dirs(c, s, root), command=cfg["command"],
-                           timeout=cfg["timeout"], source_env=cfg["source_env"], env=cfg["env"], work_dir=cfg["work_dir"],
-                           keep=keep, identity_file=_identity(s, root), progress=_progress("drill restore"))
+
+    def run(path, source=None):
+        return drill_project(path, root=root, backup_dirs=_backup_dirs(c, s, root), command=cfg["command"],
+                             timeout=cfg["timeout"], source_env=cfg["source_env"], env=cfg["env"], work_dir=cfg["work_dir"],
+                             keep=keep, identity_file=_identity(s, root), progress=_progress("drill restore"), source=source)
+
+    if remote is not None:
+        path, result = _drill_remote(c, s, root, "project", remote, backup_path, run)
+    else:
+        bdir = _dir(s, "backup", root)
+        path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root))
+        result = run(path)
     _run_report().archive(path, files=result.files)
     _print_drill(result, json_)
 
 
+def _drill_remote(c, s, root: str, kind: str, remote_name: str, backup_path, run):
+    """A drill of a backup on a remote (the newest there by default), read
+    from there as a restore --remote reads it."""
+    from backup_lib.drill import newest_listed
+    from backup_lib.remote import list_remote
+
+    name = _project_name(s, root)
+    with _remote(c, remote_name) as rem:
+        archive = backup_path or newest_listed(list_remote(rem, name, kind), kind, f"remote {rem.name}")
+
+        def source() -> dict:
+            _label, stream, opener = _remote_source(rem, name, kind, archive)
+            return {"stream": stream, "opener": opener}
+
+        label = f"{rem.name}:{os.path.basename(archive)}"
+        return label, run(label, source)
+
+
 @_task(name="drill", help={**DRILL_HELP, "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP})
 @_run
-def db_drill_task(c, backup_path=None, keep=False, identity=None, project_root=None, backup_dir=None, json_=False):
+def db_drill_task(c, backup_path=None, remote=None, keep=False, identity=None, project_root=None, backup_dir=None,
+                  json_=False):
     """Restore a database backup into a temporary file: integrity_check, row counts, the dump, drill.db_checks."""
     from backup_lib.drill import drill_database, newest_backup
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
-    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "db", _project_name(s, root))
     cfg = s["drill"]
-    result = drill_database(path, root=root, backup_dirs=_backup_dirs(c, s, root), checks=cfg["db_checks"],
-                            timeout=cfg["timeout"], work_dir=cfg["work_dir"], keep=keep, identity_file=_identity(s, root))
+
+    def run(path, source=None):
+        return drill_database(path, root=root, backup_dirs=_backup_dirs(c, s, root), checks=cfg["db_checks"],
+                              timeout=cfg["timeout"], work_dir=cfg["work_dir"], keep=keep, identity_file=_identity(s, root),
+                              source=source)
+
+    if remote is not None:
+        path, result = _drill_remote(c, s, root, "db", remote, backup_path, run)
+    else:
+        path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "db", _project_name(s, root))
+        result = run(path)
     _run_report().archive(path, files=result.files)
     _print_drill(result, json_)
 

@@ -242,3 +242,41 @@ def test_status_judges_the_copies_on_the_remotes_pushed_to(proj, tmp_path, s3_en
     conf.write_text(conf.read_text().replace("remotes: [nas, dead]", "remotes: [gone]"))
     code, out, err = cli("backup.status", "-p", str(proj))
     assert code == 2 and "no remote named 'gone'" in err
+
+
+def test_drills_read_the_newest_backup_and_its_chain_from_the_remote(proj, tmp_path, remotes, bucket):
+    import sqlite3
+
+    assert cli("backup.create", "-p", str(proj), "-P", "offsite")[0] == 0
+    (proj / "app.py").write_text("print('second')\n")
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--incremental", "--json")
+    assert code == 0, err
+    incr = os.path.basename(json.loads(out)["backup_path"])
+    parent = json.loads(out)["parent"]["name"]
+    local = proj / "backups" / "project"
+    for n in os.listdir(local):  # nothing local is read: the remote is the only copy
+        os.unlink(local / n)
+    code, out, err = cli("backup.drill", "-p", str(proj), "-R", "offsite", "--command", "grep -q second app.py", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["ok"] and res["backup_path"] == f"offsite:{incr}" and res["files"] == 3
+    history = [json.loads(line) for line in (proj / "backups" / "history.jsonl").read_text().splitlines()]
+    assert (history[-1]["task"], history[-1]["remote"], history[-1]["archive"]) == ("backup.drill", "offsite", f"offsite:{incr}")
+    # the chain's full backup gone from the remote: exit 20, naming it, nothing run
+    s3server.client().delete_object(Bucket=bucket, Key=f"backups/shop/project/{parent}")
+    marker = tmp_path / "ran"
+    code, out, err = cli("backup.drill", "-p", str(proj), "-R", "offsite", "-b", incr, "--command", f"touch {marker}")
+    assert code == 20 and parent in err and len(err.strip().splitlines()) == 1 and not marker.exists()
+
+    db = proj / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (name)")
+        conn.execute("INSERT INTO users VALUES ('ann')")
+    conn.close()
+    assert cli("db.backup", "-p", str(proj), "-P", "nas")[0] == 0
+    code, out, err = cli("db.drill", "-p", str(proj), "-R", "nas", "--json")
+    assert code == 0, err
+    steps = [s["name"] for s in json.loads(out)["steps"]]
+    assert steps[:3] == ["restore", "integrity_check", "row_counts"]
+    code, out, err = cli("db.drill", "-p", str(proj), "-R", "offsite")
+    assert code == 1 and "no database backups to drill on remote offsite" in err
