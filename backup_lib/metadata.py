@@ -85,8 +85,10 @@ def database_info(root: str, db_path: str | None) -> dict | None:
     return {"path": shown, "size": st.st_size, "hash": digest}
 
 
-def common_metadata(*, backup_type: str, root: str, compression: str, environment: str | None, now: _dt.datetime) -> dict:
-    top = _git.find_repo(root)
+def common_metadata(*, backup_type: str, root: str, compression: str, environment: str | None, now: _dt.datetime,
+                    git_head: "_git.HeadQuery | None" = None) -> dict:
+    """``git_head``: the git facts, asked for earlier (else asked now)."""
+    top = _git.find_repo(root) if git_head is None else None
     return {
         "format_version": FORMAT_VERSION,
         "backup_type": backup_type,
@@ -97,5 +99,5 @@ def common_metadata(*, backup_type: str, root: str, compression: str, environmen
         "application_version": application_version(root),
         "environment": environment_name(environment),
         "compression": compression,
-        "git": _git.head_info(top.top) if top else None,
+        "git": git_head.result() if git_head is not None else (_git.head_info(top.top) if top else None),
     }
