@@ -558,20 +558,9 @@ def write_prometheus(report: Mapping, path: str) -> None:
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise BackupError(f"--prometheus {path}: the directory {directory} does not exist")
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from .store import replace_file
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_file(path, data, mode=0o644)  # (a hidden .tmp name: the collector never reads it)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise BackupError(f"--prometheus {path} cannot be written: {exc.strerror or exc}") from None
