@@ -162,10 +162,11 @@ def _policy(base: dict, depth: int, now: _dt.datetime, full_every_days: int, max
 
 def _priors(manifest: bytes) -> dict[str, Prior]:
     out = {}
+    shared: dict = {}
     for rec in iter_manifest(manifest):
         path = rec.get("path")
         if isinstance(path, str):
-            out[path] = Prior.from_record(rec)
+            out[path] = Prior.from_record(rec, shared)
     return out
 
 

@@ -78,11 +78,15 @@ class LStat(NamedTuple):
 _new_tuple = tuple.__new__
 
 
+_shared: dict[int, int] = {}  # one object per distinct mode and device number (a few of each)
+
+
 def _lstat(st) -> LStat:
     if type(st) is LStat:
         return st
-    return _new_tuple(LStat, (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_nlink,
-                              st.st_uid, st.st_gid))
+    mode, dev, mtime, ctime = st.st_mode, st.st_dev, st.st_mtime_ns, st.st_ctime_ns
+    return _new_tuple(LStat, (_shared.setdefault(mode, mode), st.st_size, mtime, mtime if ctime == mtime else ctime, st.st_ino,
+                              _shared.setdefault(dev, dev), st.st_nlink, st.st_uid, st.st_gid))
 
 
 class Entry:
