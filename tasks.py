@@ -310,8 +310,10 @@ def _plain(value):
     return value
 
 
-def _remote(c, name: str | None):
-    """The remote called ``name`` in the remotes: section (the only one when not named)."""
+def _remote(c, name: str | None, *, record: bool = True):
+    """The remote called ``name`` in the remotes: section (the only one when
+    not named); ``record``: the run history names it (``backup.status``
+    judges that remote's copies by these runs)."""
     from backup_lib.errors import UsageError
     from backup_lib.remote import remote_from_config
 
@@ -326,6 +328,8 @@ def _remote(c, name: str | None):
         name = next(iter(remotes))
     if name not in remotes:
         raise UsageError(f"no remote named {name!r} in the remotes: section (configured: {', '.join(sorted(remotes))})")
+    if record:
+        _run_report().remote = name
     return remote_from_config(name, remotes[name])
 
 
@@ -363,14 +367,16 @@ def _transfer_progress(label: str):
 def _push_after_create(c, s, kind: str, archive: str, names) -> tuple[list[dict], list[str]]:
     """Push a new archive to each remote named: (what went where, the
     problems, one line each).  The local backup stays whatever happens."""
+    pushed, problems = [], []
+    if not names:
+        return pushed, problems  # (and boto3's world stays unimported)
     from backup_lib.errors import BackupError
     from backup_lib.remote import push
     from backup_lib.store import BackupStore
 
-    pushed, problems = [], []
     for name in dict.fromkeys(names):
         try:
-            with _remote(c, name) as remote:
+            with _remote(c, name, record=False) as remote:  # the create's record is the local backup's
                 result = push(BackupStore(os.path.dirname(archive), kind), remote, only=[os.path.basename(archive)],
                               progress=_transfer_progress(f"push {name}"), lock_timeout=s["backup"]["lock_timeout"])
             if result.ok:
@@ -1228,30 +1234,52 @@ def keygen(c, output=None):
 @_run
 def status(c, json_=False, prometheus=None, project_root=None, backup_dir=None):
     """Are the backups fresh, complete, verified?  Exit 0 if so, 10-13 if not (see the README)."""
-    from backup_lib.dbpath import resolve_database
-    from backup_lib.history import history_path
-    from backup_lib.monitor import gather_status
-    from backup_lib.status import expected_kinds, render_status, thresholds_from_config, write_prometheus
+    from backup_lib.status import render_status, write_prometheus
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir})
-    root = _root(s)
-    section = {k: v for k, v in s["status"].items() if v is not None}
-    thresholds = thresholds_from_config(section)
-    db = resolve_database(root, s["db"]["path"], url=s["db"]["url"], skip_dirs=_backup_dirs(c, s, root))
-    kinds = expected_kinds(section, has_database=db.usable)
-    dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}
-    unknown = [k for k in kinds if k not in dirs]
-    if unknown:
-        from backup_lib.errors import UsageError
-
-        raise UsageError(f"status.kinds: {', '.join(unknown)} is not a kind of backup (project, db)")
-    report = gather_status({k: dirs[k] for k in kinds}, history_path(dirs["project"], s["history"]["path"], root),
-                           thresholds=thresholds, project=s["backup"]["name"] or os.path.basename(root), kinds=kinds)
+    report = _status_report(c, s, _root(s))
     if prometheus:
         write_prometheus(report, prometheus)
     _json(report) if json_ else _out(render_status(report))
     if report["exit_code"]:
         raise Exit(f"status: {report['status']}", code=report["exit_code"])
+
+
+def _status_report(c, s, root: str) -> dict:
+    """The status evaluation (backup.status, and the report page's)."""
+    from backup_lib.dbpath import resolve_database
+    from backup_lib.history import history_path
+    from backup_lib.monitor import gather_status
+    from backup_lib.status import expected_kinds, split_kind, thresholds_from_config
+
+    section = {k: v for k, v in s["status"].items() if v is not None}
+    thresholds = thresholds_from_config(section)
+    db = resolve_database(root, s["db"]["path"], url=s["db"]["url"], skip_dirs=_backup_dirs(c, s, root))
+    kinds = expected_kinds(section, has_database=db.usable, pushes={"project": s["backup"]["push"], "db": s["db"]["push"]})
+    dirs = {"project": _dir(s, "backup", root), "db": _dir(s, "db", root)}
+    unknown = [k for k in kinds if split_kind(k)[0] not in dirs]
+    if unknown:
+        from backup_lib.errors import UsageError
+
+        raise UsageError(f"status.kinds: {', '.join(unknown)} is not a kind of backup (project, db, or project@REMOTE, db@REMOTE)")
+    name = _project_name(s, root)
+    listings = {}
+    for kind in kinds:
+        base, remote_name = split_kind(kind)
+        if remote_name:
+            _remote(c, remote_name, record=False).close()  # a name not in remotes: is exit 2 now, not a problem row
+            listings[kind] = functools.partial(_remote_rows, c, remote_name, name, base)
+    return gather_status({k: dirs[k] for k in kinds if k in dirs}, history_path(dirs["project"], s["history"]["path"], root),
+                         thresholds=thresholds, project=s["backup"]["name"] or os.path.basename(root), kinds=kinds,
+                         remote_listings=listings)
+
+
+def _remote_rows(c, remote_name: str, project: str, kind: str) -> list[dict]:
+    """A remote's backups of this project, as status rows (from the indexes)."""
+    from backup_lib.remote import list_remote
+
+    with _remote(c, remote_name, record=False) as remote:
+        return list_remote(remote, project, kind)
 
 
 @_task(name="notify-test", help={"json_": JSON_HELP, "project_root": ROOT_HELP})
@@ -1282,6 +1310,7 @@ def notify_test_task(c, json_=False, project_root=None):
 
 DRILL_HELP = {
     "backup_path": "drill this backup (default: the newest of this project)",
+    "remote": "drill a backup on this remote (named in remotes:), read from there with its chain; nothing is kept locally",
     "keep": "keep the temporary folder (its path is printed) instead of removing it",
     "identity": IDENTITY_HELP,
     "json_": JSON_HELP,
@@ -1292,35 +1321,69 @@ DRILL_HELP = {
              "timeout": "how long the command may run: 90s, 10m, 1h (default 600 s; config drill.timeout)",
              "project_root": ROOT_HELP, "backup_dir": DIR_HELP})
 @_run
-def drill(c, backup_path=None, command=None, timeout=None, keep=False, identity=None, project_root=None, backup_dir=None,
-          json_=False):
+def drill(c, backup_path=None, remote=None, command=None, timeout=None, keep=False, identity=None, project_root=None,
+          backup_dir=None, json_=False):
     """Restore a backup into a temporary folder with every check, then run the smoke command (drill.command) in it."""
     from backup_lib.drill import drill_project, newest_backup
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--identity": identity},
                   drill={"--command": command, "--timeout": timeout})
     root = _root(s)
-    bdir = _dir(s, "backup", root)
-    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root))
     cfg = s["drill"]
-    result = drill_project(path, root=root, backup_dirs=_backup_dirs(c, s, root), command=cfg["command"],
-                           timeout=cfg["timeout"], source_env=cfg["source_env"], env=cfg["env"], work_dir=cfg["work_dir"],
-                           keep=keep, identity_file=_identity(s, root), progress=_progress("drill restore"))
+
+    def run(path, source=None):
+        return drill_project(path, root=root, backup_dirs=_backup_dirs(c, s, root), command=cfg["command"],
+                             timeout=cfg["timeout"], source_env=cfg["source_env"], env=cfg["env"], work_dir=cfg["work_dir"],
+                             keep=keep, identity_file=_identity(s, root), progress=_progress("drill restore"), source=source)
+
+    if remote is not None:
+        path, result = _drill_remote(c, s, root, "project", remote, backup_path, run)
+    else:
+        bdir = _dir(s, "backup", root)
+        path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "project", _project_name(s, root))
+        result = run(path)
     _run_report().archive(path, files=result.files)
     _print_drill(result, json_)
 
 
+def _drill_remote(c, s, root: str, kind: str, remote_name: str, backup_path, run):
+    """A drill of a backup on a remote (the newest there by default), read
+    from there as a restore --remote reads it."""
+    from backup_lib.drill import newest_listed
+    from backup_lib.remote import list_remote
+
+    name = _project_name(s, root)
+    with _remote(c, remote_name) as rem:
+        archive = backup_path or newest_listed(list_remote(rem, name, kind), kind, f"remote {rem.name}")
+
+        def source() -> dict:
+            _label, stream, opener = _remote_source(rem, name, kind, archive)
+            return {"stream": stream, "opener": opener}
+
+        label = f"{rem.name}:{os.path.basename(archive)}"
+        return label, run(label, source)
+
+
 @_task(name="drill", help={**DRILL_HELP, "project_root": ROOT_HELP, "backup_dir": DB_DIR_HELP})
 @_run
-def db_drill_task(c, backup_path=None, keep=False, identity=None, project_root=None, backup_dir=None, json_=False):
+def db_drill_task(c, backup_path=None, remote=None, keep=False, identity=None, project_root=None, backup_dir=None,
+                  json_=False):
     """Restore a database backup into a temporary file: integrity_check, row counts, the dump, drill.db_checks."""
     from backup_lib.drill import drill_database, newest_backup
 
     s, root, bdir = _db_settings(c, project_root, backup_dir, identity=identity)
-    path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "db", _project_name(s, root))
     cfg = s["drill"]
-    result = drill_database(path, root=root, backup_dirs=_backup_dirs(c, s, root), checks=cfg["db_checks"],
-                            timeout=cfg["timeout"], work_dir=cfg["work_dir"], keep=keep, identity_file=_identity(s, root))
+
+    def run(path, source=None):
+        return drill_database(path, root=root, backup_dirs=_backup_dirs(c, s, root), checks=cfg["db_checks"],
+                              timeout=cfg["timeout"], work_dir=cfg["work_dir"], keep=keep, identity_file=_identity(s, root),
+                              source=source)
+
+    if remote is not None:
+        path, result = _drill_remote(c, s, root, "db", remote, backup_path, run)
+    else:
+        path = _archive(backup_path, bdir) if backup_path else newest_backup(bdir, "db", _project_name(s, root))
+        result = run(path)
     _run_report().archive(path, files=result.files)
     _print_drill(result, json_)
 
@@ -1466,11 +1529,8 @@ def ls(c, backup_path=None, path=None, identity=None, project_root=None, backup_
 @_run
 def report(c, output=None, identity=None, project_root=None, backup_dir=None, json_=False):
     """Write one self-contained HTML page: backups, sizes over time, folders, chains, status, drills, runs."""
-    from backup_lib.dbpath import resolve_database
     from backup_lib.history import history_path
-    from backup_lib.monitor import gather_status
     from backup_lib.report_page import build_context, default_report_path, gather, inside_project, render, write_page
-    from backup_lib.status import expected_kinds, thresholds_from_config
 
     # --output is taken relative to the current folder (report.output to the root); what create leaves out is
     # the configured or default report, so --output is not a setting here.
@@ -1486,12 +1546,8 @@ def report(c, output=None, identity=None, project_root=None, backup_dir=None, js
         target = os.path.abspath(os.path.join(root, configured))
     else:
         target = default_report_path(history)
-    section = {k: v for k, v in s["status"].items() if v is not None}
-    db = resolve_database(root, s["db"]["path"], skip_dirs=_backup_dirs(c, s, root))
-    kinds = [k for k in expected_kinds(section, has_database=db.path is not None) if k in dirs]
-    status_report = gather_status({k: dirs[k] for k in kinds}, history, thresholds=thresholds_from_config(section),
-                                  project=name, kinds=kinds)
-    shown = {k: d for k, d in dirs.items() if k in kinds or k == "project" or os.path.isdir(d)}
+    status_report = _status_report(c, s, root)
+    shown = {k: d for k, d in dirs.items() if k in status_report["kinds"] or k == "project" or os.path.isdir(d)}
     data = gather(project=name, root=root, backup_dirs=shown, history_file=history, status=status_report,
                   identity_file=_identity(s, root), cache_dir=s["backup"]["cache_dir"])
     if output and inside_project(target, root, [*_backup_dirs(c, s, root), *_history_files(s, root)]):

@@ -392,6 +392,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "verify_max_age": Setting(Raw(), None, (), "no successful verify within this is stale (default 8d; off)"),
         "shrink_warning": Setting(Raw(), None, (), "newest below this share of the previous is shrunk (default 0.5)"),
         "kinds": Setting(TextList(), None, (), "the kinds to expect (default project, and db when there is a database)"),
+        "remotes": Setting(TextList(), None, (), "the remotes whose copies are checked too (default: those backup.push and db.push name)"),
     },
     "history": {
         "path": Setting(Path(), None, (), "the run history (default <root>/backups/history.jsonl)"),

@@ -24,7 +24,7 @@ from . import sqlite as _sq
 from .dbpath import HOW_TO_SET, Database, resolve_database, side_files
 from .errors import BackupError, DatabaseError, IntegrityError, NotFoundError, UsageError
 from .extract import scan_archive
-from .metadata import common_metadata, now_utc, shown_path
+from .metadata import common_metadata, database_archive_facts, now_utc, shown_path
 from .project import VerifyReport
 from .selection import Entry, tree_key
 from .store import BackupStore, default_backup_dir, fsync_dir
@@ -195,15 +195,9 @@ def db_backup(
                         "sha256": by_path[base]["sha256"],
                         "integrity_check": check,
                         "tables": tables,
-                        "total_files": rep.total_files,
-                        "total_size": rep.total_size,
-                        "project_hash": writer.finish_hash(),
-                        "safety_backup": safety_for is not None,
-                        "skipped_files": rep.skipped,
+                        **database_archive_facts(rep, writer, safety_for),
                     }
                 )
-                if safety_for:
-                    meta["reason"] = f"taken by db.restore before restoring {safety_for}"
                 return meta
 
             final, metadata = store.write_archive(

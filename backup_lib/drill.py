@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from .errors import BackupError, NotFoundError, UsageError
 from .report import _shown, display_path
@@ -40,6 +40,7 @@ __all__ = [
     "Step",
     "DrillResult",
     "newest_backup",
+    "newest_listed",
     "chain_problem",
     "check_work_base",
     "command_environment",
@@ -335,10 +336,24 @@ def run_command(command: str, *, cwd: str, env: Mapping[str, str], timeout: floa
     return code, time.monotonic() - start
 
 
-def _restore(path: str, target: str, identity_file: str | None, progress):
+def _restore(path: str, target: str, identity_file: str | None, progress, source=None):
     from .project import restore_backup
 
-    return restore_backup(path, target, progress=progress, identity_file=identity_file)
+    if source is None:
+        return restore_backup(path, target, progress=progress, identity_file=identity_file)
+    where = source()
+    with where["stream"]:
+        return restore_backup(path, target, progress=progress, identity_file=identity_file, **where)
+
+
+def newest_listed(rows: Sequence[Mapping], kind: str, where: str, *, purpose: str = "to drill") -> str:
+    """The newest backup of a listing (a remote's rows, newest first), not
+    a safety backup; an unreadable one is still the newest (the drill says
+    what is wrong with it)."""
+    for row in rows:
+        if not row.get("safety_backup"):
+            return str(row["name"])
+    raise NotFoundError(f"no {'project' if kind == 'project' else 'database'} backups {purpose} on {where}")
 
 
 def drill_project(
@@ -355,17 +370,20 @@ def drill_project(
     identity_file: str | None = None,
     progress=None,
     base_env: Mapping[str, str] | None = None,
+    source: Callable[[], dict] | None = None,
 ) -> DrillResult:
     """Restore ``path`` into a fresh temporary folder and run ``command``
     in the restored tree.  Returns the result; a step that fails sets its
-    ``exit_code`` and ``error`` (raises only for bad settings, exit 2)."""
+    ``exit_code`` and ``error`` (raises only for bad settings, exit 2).
+    ``source()`` gives the archive from elsewhere (a remote: ``stream`` and
+    the ``opener`` of its chain); ``path`` then only names it."""
     from .store import read_metadata
 
     extra = check_env_setting(env)
     forbidden = {"the project": root, **{f"the backup folder {os.path.basename(d) or d}": d for d in backup_dirs}}
     t0 = time.monotonic()
     result = DrillResult("project", path, command=command)
-    if not os.path.exists(path):
+    if source is None and not os.path.exists(path):
         raise NotFoundError(f"backup {display_path(path)} does not exist")
     work = _work_dir(work_dir, forbidden, result.warnings)
     result.work_dir = work
@@ -373,7 +391,8 @@ def drill_project(
     try:
         try:
             started = time.monotonic()
-            chain, problem = chain_problem(path, read_metadata)
+            # (a remote's chain is checked by the restore, which opens each parent from there)
+            chain, problem = chain_problem(path, read_metadata) if source is None else ([path], None)
             if problem:
                 result.steps.append(Step("chain", False, time.monotonic() - started, problem))
                 raise _Failed(EXIT_RESTORE_FAILED, f"restore failed: {problem}")
@@ -382,7 +401,7 @@ def drill_project(
                                          f"{len(chain)} archives, down to {os.path.basename(chain[-1])}"))
             started = time.monotonic()
             try:
-                restored = _restore(path, tree, identity_file, progress)
+                restored = _restore(path, tree, identity_file, progress, source)
             except BackupError as exc:
                 result.steps.append(Step("restore", False, time.monotonic() - started, str(exc)))
                 raise _Failed(EXIT_RESTORE_FAILED, f"restore failed: {exc}") from None
@@ -470,9 +489,11 @@ def drill_database(
     work_dir: str | None = None,
     keep: bool = False,
     identity_file: str | None = None,
+    source: Callable[[], dict] | None = None,
 ) -> DrillResult:
     """Restore a database backup's snapshot into a temporary file, check it
-    (hashes, integrity_check, row counts, the SQL dump) and run ``checks``."""
+    (hashes, integrity_check, row counts, the SQL dump) and run ``checks``.
+    ``source()`` gives the archive's ``stream`` from elsewhere (a remote)."""
     from . import sqlite as _sq
     from .errors import DatabaseError
     from .extract import scan_archive
@@ -480,7 +501,7 @@ def drill_database(
     forbidden = {"the project": root, **{f"the backup folder {os.path.basename(d) or d}": d for d in backup_dirs}}
     t0 = time.monotonic()
     result = DrillResult("db", path)
-    if not os.path.exists(path):
+    if source is None and not os.path.exists(path):
         raise NotFoundError(f"backup {display_path(path)} does not exist")
     work = _work_dir(work_dir, forbidden, result.warnings)
     result.work_dir = work
@@ -495,7 +516,12 @@ def drill_database(
         try:
             started = time.monotonic()
             try:
-                res = scan_archive(path, dest=tree, identity_file=identity_file)
+                if source is None:
+                    res = scan_archive(path, dest=tree, identity_file=identity_file)
+                else:
+                    stream = source()["stream"]
+                    with stream:
+                        res = scan_archive(path, dest=tree, identity_file=identity_file, stream=stream)
             except BackupError as exc:
                 step("restore", False, started, str(exc))
             meta = res.metadata or {}

@@ -63,9 +63,10 @@ class ScanResult:
     actual: dict[str, tuple] = field(default_factory=dict, repr=False)  # path -> (type, size, sha256 digest or target)
 
     def sha256_of(self, path: str) -> str | None:
-        """The SHA-256 of a regular member, as read from the archive."""
+        """The SHA-256 of a regular member, as read from the archive (None
+        from a chain's result, which checked each one already)."""
         got = self.actual.get(path)
-        return got[2].hex() if got and got[0] == "file" else None
+        return got[2].hex() if got and got[0] == "file" and got[2] is not None else None
     outside_links: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     bytes_read: int = 0
@@ -384,7 +385,7 @@ class _Scan:
     """The state of one pass: what each archive path is, and what to do last."""
 
     def __init__(self, archive: str, dest: str | None, includes: PatternList | None, progress, select=None,
-                 chain: "_ChainState | None" = None):
+                 chain: "_ChainState | None" = None, claim=None):
         self.archive = archive
         self.dest = dest
         self.includes = includes
@@ -393,6 +394,9 @@ class _Scan:
         # written (their folders made as they come); folders, symlinks and
         # hard links come from the final manifest (see scan_chain).
         self.select = select
+        # ``claim(path, digest)``: told of each selected file once read
+        # (a chain checks it against the newest manifest there and then).
+        self.claim = claim
         # A chain's archives share one writer pool (writes overlap the
         # reading of the next archive) and the folders made so far.
         self.chain = chain
@@ -565,11 +569,14 @@ class _Scan:
         if pooled:
             self.writers.submit(full, chunks, size, mode)
         self.res.bytes_read += size
-        self.res.actual[path] = ("file", size, h.digest())
+        digest = h.digest()
+        self.res.actual[path] = ("file", size, digest)
+        if wanted and self.claim is not None:
+            self.claim(path, digest)
         if write:
             self.res.written.append(path)
             if self.chain is not None:
-                self.chain.modes[path] = mode
+                self.chain.modes[path] = self.chain.mode_objects.setdefault(mode, mode)  # one int object per mode
 
 
 def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], None] | None = None) -> None:
@@ -808,6 +815,7 @@ class _ChainState:
     writers: _Writers
     made: set[str] = field(default_factory=set)
     modes: dict[str, int] = field(default_factory=dict)
+    mode_objects: dict[int, int] = field(default_factory=dict)
 
 
 def _make_parents(dest: str, path: str, made: set[str]) -> None:
@@ -835,11 +843,11 @@ def _open_beside(archive: str):
     return opener
 
 
-def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=None, chain=None) -> tuple[ScanResult, bytes]:
+def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=None, chain=None, claim=None) -> tuple[ScanResult, bytes]:
     """One archive of a chain: verified on its own (an incremental's
     manifest may list what it does not store), the files ``select`` names
-    written into ``dest`` (by the chain's writer pool)."""
-    res, reader = _read(_Scan(archive, dest, None, progress, select=select, chain=chain),
+    written into ``dest`` (by the chain's writer pool) and given to ``claim``."""
+    res, reader = _read(_Scan(archive, dest, None, progress, select=select, chain=chain, claim=claim),
                         ArchiveReader(archive, identity_file=identity_file, stream=stream))
     res.errors.extend(reader.problems)
     try:
@@ -852,26 +860,31 @@ def _scan_one(archive: str, *, dest, select, progress, identity_file, stream=Non
 def _read_chain(archive, dest, included, progress, identity_file, opener, stream, shared):
     """Every archive of the chain read once, newest first, each file's
     bytes from the newest archive that holds them: the newest metadata,
-    its manifest's records, the archive names, the paths written, and the
-    counts; or the newest archive's own result when it fails verification."""
+    its manifest (zlib-packed: it is read again only at the end), the
+    archive names, the paths written, and the counts; or the newest
+    archive's own result when it fails verification.  Memory: beyond one
+    archive's scan, only the files still needed and their digests."""
+    import zlib
+
     first, manifest = _scan_one(archive, dest=dest, select=included, progress=progress, identity_file=identity_file,
                                 stream=stream, chain=shared)
     if first.errors:
         return first
     meta = first.metadata
-    final: dict[str, tuple] = {}
-    needed: dict[str, str] = {}  # file path -> SHA-256 the newest manifest lists, not yet supplied
+    needed: dict[str, bytes] = {}  # file path -> the SHA-256 the newest manifest lists, not yet supplied
     for rec in iter_manifest(manifest):
-        path, kind = rec["path"], rec.get("type")
-        target = rec.get("target") if kind in ("symlink", "hardlink") else None
-        final[path] = (kind, rec.get("mode", 0o644) if isinstance(rec.get("mode"), int) else 0o644,
-                       rec.get("mtime_ns") if type(rec.get("mtime_ns")) is int else None, rec.get("size", 0),
-                       rec.get("sha256"), target)
-        if kind == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
-            needed[path] = rec["sha256"]
+        path = rec["path"]
+        if rec.get("type") == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
+            try:
+                needed[path] = bytes.fromhex(rec["sha256"])
+            except ValueError:
+                raise IntegrityError(f"{archive}: the manifest lists no valid SHA-256 for {path!r}") from None
+    packed = zlib.compress(manifest, 1)
+    del manifest
     chain = [os.path.basename(archive)]
-    written = [p for p in first.written]
+    written = first.written
     members, bytes_read = first.members, first.bytes_read
+    first = None  # its scan is done with
     link = meta.get("parent")
     while link:
         name = link.get("name") if isinstance(link, dict) else None
@@ -879,26 +892,38 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
             raise IntegrityError(f"{archive}: its metadata names no readable parent ({link!r})")
         where = opener(name)
         label = where["archive"]
-        res, _m = _scan_one(label, dest=dest, select=lambda p: p in needed, progress=progress, identity_file=identity_file,
-                            stream=where.get("stream"), chain=shared)
+        other: list[str] = []
+
+        def claim(path: str, digest: bytes) -> None:
+            # each file's bytes checked as they are read, and forgotten: the
+            # set still needed shrinks while this archive's results grow
+            if needed.pop(path) != digest:
+                other.append(path)
+
+        res, _m = _scan_one(label, dest=dest, select=needed.__contains__, progress=progress, identity_file=identity_file,
+                            stream=where.get("stream"), chain=shared, claim=claim)
+        del _m
         if res.errors:
             raise IntegrityError(f"{archive}: {name}, in its chain, fails verification: {res.errors[0]}")
         if res.metadata.get("metadata_sha256") != link.get("metadata_sha256"):
             raise IntegrityError(f"{archive}: {name} is not the backup it was made on (another archive of that name)")
-        for path in [p for p in needed if res.actual.get(p, ("",))[0] == "file"]:
-            if res.actual[path][2].hex() != needed.pop(path):
-                raise IntegrityError(f"{archive}: {name} holds other bytes for {path!r} than the newest manifest lists")
+        if other:
+            raise IntegrityError(f"{archive}: {name} holds other bytes for {other[0]!r} than the newest manifest lists")
         chain.append(name)
         written += res.written
         members += res.members
         bytes_read += res.bytes_read
         link = res.metadata.get("parent") if res.metadata.get("backup_type") == INCREMENTAL_TYPE else None
+        res = None
         if len(chain) > 100_000:
             raise IntegrityError(f"{archive}: its chain does not end")
     if needed:
         path = next(iter(needed))
         raise IntegrityError(f"{archive}: {len(needed)} files of its tree are in no archive of its chain (such as {path!r})")
-    return meta, final, chain, written, members, bytes_read
+    return meta, packed, chain, written, members, bytes_read
+
+
+_DIR_ENTRY = ("dir", 0, None)
 
 
 def scan_chain(
@@ -920,11 +945,14 @@ def scan_chain(
     arguments (``archive``, and ``stream`` for a remote) that read a parent.
 
     The result is what :func:`scan_archive` with ``defer_finish`` gives for
-    one archive, so a restore decides links and moves the tree the same
-    way; ``chain`` lists the archives read, newest first.  Any archive
-    missing, damaged, or not the one its child was made on is an error
-    (IntegrityError, exit 4) before anything is moved.
+    one archive (its ``actual`` holds no file digests: each was checked
+    against the newest manifest here), so a restore decides links and moves
+    the tree the same way; ``chain`` lists the archives read, newest first.
+    Any archive missing, damaged, or not the one its child was made on is
+    an error (IntegrityError, exit 4) before anything is moved.
     """
+    import zlib
+
     opener = opener or _open_beside(archive)
     cache: dict = {}
 
@@ -942,49 +970,56 @@ def scan_chain(
         shared.writers.finish()  # every file written before modes, times and links
     if isinstance(state, ScanResult):  # the newest archive fails verification
         return state
-    meta, final, chain, written, members, bytes_read = state
+    meta, packed, chain, written, members, bytes_read = state
     made, modes = (shared.made, shared.modes) if shared else (set(), {})
     out = ScanResult(archive, metadata=meta, members=members, bytes_read=bytes_read)
     out.chain = chain
     later: list[tuple[str, str, int]] = []
     symlinks: list[tuple[str, str]] = []
     dir_modes: dict[str, int] = {}
+    hardlinks: list[tuple[str, str]] = []
     written_set = set(written)
-    for path, (kind, mode, ns, size, sha, target) in final.items():
-        out.kinds[path] = kind
+    del written
+    kinds, actual = out.kinds, out.actual
+    for rec in iter_manifest(zlib.decompress(packed)):
+        path, kind = rec["path"], rec.get("type")
+        kinds[path] = kind
         if kind == "dir":
-            out.actual[path] = ("dir", 0, None)
+            actual[path] = _DIR_ENTRY
         elif kind == "file":
-            out.actual[path] = ("file", size, bytes.fromhex(sha))
+            actual[path] = ("file", rec.get("size", 0), None)
         else:
-            out.actual[path] = (kind, 0, target)
+            actual[path] = (kind, 0, rec.get("target"))
         if dest is None:
             if kind != "dir" and included(path):
                 out.planned.append(path)
             continue
-        full = os.path.join(dest, path)
+        mode = rec.get("mode") if isinstance(rec.get("mode"), int) else 0o644
+        ns = rec.get("mtime_ns") if type(rec.get("mtime_ns")) is int else None
         if kind == "dir":
             if path not in made:
-                os.makedirs(full, 0o700, exist_ok=True)
+                os.makedirs(os.path.join(dest, path), 0o700, exist_ok=True)
                 made.add(path)
             dir_modes[path] = mode & 0o777
             if ns is not None:
                 later.append((path, kind, ns))
         elif kind == "symlink":
             if included(path):
-                symlinks.append((path, target))
+                symlinks.append((path, rec.get("target")))
                 if ns is not None:
                     later.append((path, kind, ns))
+        elif kind == "hardlink":
+            if included(path):
+                hardlinks.append((path, rec.get("target")))
         elif path in written_set:
             if modes.get(path) != mode & 0o777:
                 # (a plain chmod: the tree is private, and has no symlinks until the very end)
-                os.chmod(full, mode & 0o777)
+                os.chmod(os.path.join(dest, path), mode & 0o777)
             if ns is not None:
                 _set_time(dest, path, ns)
+    del packed
     if dest is not None:
-        for path, (kind, mode, ns, size, sha, target) in final.items():
-            if kind != "hardlink" or not included(path):
-                continue
+        for path, target in hardlinks:
             if target in written_set:
                 os.link(os.path.join(dest, target), os.path.join(dest, path), follow_symlinks=False)
                 written_set.add(path)

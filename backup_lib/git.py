@@ -8,7 +8,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["Repo", "find_repo", "git_config", "tracked_ignored", "head_info"]
+__all__ = ["Repo", "find_repo", "git_config", "tracked_ignored", "head_info", "HeadQuery"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +95,43 @@ def tracked_ignored(top: str) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
+_HEAD_COMMANDS = (
+    ["rev-parse", "--verify", "-q", "HEAD"],
+    ["symbolic-ref", "-q", "--short", "HEAD"],
+    ["status", "--porcelain", "--untracked-files=no", "-z"],
+)
+
+
+def _start(args: list[str], cwd: str) -> subprocess.Popen | None:
+    try:
+        return subprocess.Popen(["git", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def _output(proc: subprocess.Popen | None) -> bytes | None:
+    if proc is None:
+        return None
+    out, _ = proc.communicate()
+    return out if proc.returncode == 0 else None
+
+
+class HeadQuery:
+    """The git commands of :func:`head_info`, started now and side by side
+    (a create walks the tree meanwhile); :meth:`result` collects them."""
+
+    def __init__(self, top: str):
+        self._procs = [_start(args, top) for args in _HEAD_COMMANDS]
+
+    def result(self) -> dict:
+        out, branch_out, status = (_output(p) for p in self._procs)
+        commit = out.decode().strip() if out else None
+        branch = branch_out.decode("utf-8", "replace").strip() if branch_out else None
+        dirty = bool(status) if status is not None else None
+        return {"commit": commit, "branch": branch, "dirty": dirty}
+
+
 def head_info(top: str) -> dict | None:
     """{commit, branch, dirty} of the work tree at top, or None."""
-    out = _run(["rev-parse", "--verify", "-q", "HEAD"], top)
-    commit = out.decode().strip() if out else None
-    branch_out = _run(["symbolic-ref", "-q", "--short", "HEAD"], top)
-    branch = branch_out.decode("utf-8", "replace").strip() if branch_out else None
-    status = _run(["status", "--porcelain", "--untracked-files=no", "-z"], top)
-    dirty = bool(status) if status is not None else None
-    return {"commit": commit, "branch": branch, "dirty": dirty}
+    return HeadQuery(top).result()

@@ -84,7 +84,7 @@ LOCK_WAIT = 5.0  # seconds an append waits for a trim to finish
 RECORD_VERSION = 1
 
 # The fields a record may hold, in the order they are written.
-FIELDS = ("v", "task", "kind", "project", "start", "end", "duration", "outcome", "exit_code",
+FIELDS = ("v", "task", "kind", "remote", "project", "start", "end", "duration", "outcome", "exit_code",
           "archive", "size", "files", "checked", "failed", "error", "host", "pid")
 
 
@@ -273,6 +273,7 @@ class Run:
         self.files: int | None = None
         self.checked: int | None = None
         self.failed: int | None = None
+        self.remote: str | None = None  # the remote a push, verify, cleanup, pull or restore worked on
 
     # -- what a task reports -------------------------------------------------
     def archive(self, path: str | None, *, size: int | None = None, files: int | None = None) -> None:
@@ -341,6 +342,7 @@ class Run:
             "v": RECORD_VERSION,
             "task": self.task,
             "kind": self.kind,
+            "remote": self.remote,
             "project": self.project,
             "start": _iso(self.start),
             "end": _iso(self.end),

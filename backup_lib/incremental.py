@@ -65,14 +65,9 @@ class ManifestCache:
             st = os.stat(archive)
             head = json.dumps({"archive_size": st.st_size, "archive_mtime_ns": st.st_mtime_ns, "manifest_sha256": manifest_sha256,
                                "encrypted": bool(encrypt_to)})
-            final = self._path(archive)
-            tmp = f"{final}.{os.getpid()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, head.encode() + b"\n" + compressed)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
+            from .store import replace_file
+
+            replace_file(self._path(archive), head.encode() + b"\n" + compressed, sync=False)  # a cache: no fsync
         except OSError:
             pass
 
@@ -167,10 +162,11 @@ def _policy(base: dict, depth: int, now: _dt.datetime, full_every_days: int, max
 
 def _priors(manifest: bytes) -> dict[str, Prior]:
     out = {}
+    shared: dict = {}
     for rec in iter_manifest(manifest):
         path = rec.get("path")
         if isinstance(path, str):
-            out[path] = Prior.from_record(rec)
+            out[path] = Prior.from_record(rec, shared)
     return out
 
 

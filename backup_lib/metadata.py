@@ -85,8 +85,25 @@ def database_info(root: str, db_path: str | None) -> dict | None:
     return {"path": shown, "size": st.st_size, "hash": digest}
 
 
-def common_metadata(*, backup_type: str, root: str, compression: str, environment: str | None, now: _dt.datetime) -> dict:
-    top = _git.find_repo(root)
+def database_archive_facts(rep, writer, safety_for: str | None) -> dict:
+    """What every database backup's metadata says of the archive written
+    (both engines), and whether db.restore took it as a safety backup."""
+    facts = {
+        "total_files": rep.total_files,
+        "total_size": rep.total_size,
+        "project_hash": writer.finish_hash(),
+        "safety_backup": safety_for is not None,
+        "skipped_files": rep.skipped,
+    }
+    if safety_for:
+        facts["reason"] = f"taken by db.restore before restoring {safety_for}"
+    return facts
+
+
+def common_metadata(*, backup_type: str, root: str, compression: str, environment: str | None, now: _dt.datetime,
+                    git_head: "_git.HeadQuery | None" = None) -> dict:
+    """``git_head``: the git facts, asked for earlier (else asked now)."""
+    top = _git.find_repo(root) if git_head is None else None
     return {
         "format_version": FORMAT_VERSION,
         "backup_type": backup_type,
@@ -97,5 +114,5 @@ def common_metadata(*, backup_type: str, root: str, compression: str, environmen
         "application_version": application_version(root),
         "environment": environment_name(environment),
         "compression": compression,
-        "git": _git.head_info(top.top) if top else None,
+        "git": git_head.result() if git_head is not None else (_git.head_info(top.top) if top else None),
     }

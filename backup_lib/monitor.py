@@ -18,7 +18,7 @@ import datetime as _dt
 import os
 from typing import Callable, Iterator, Mapping
 
-from .errors import UsageError
+from .errors import BackupError, UsageError
 from .history import Run, read_history, recording
 
 __all__ = ["RECORDED_TASKS", "monitored", "gather_status"]
@@ -92,14 +92,23 @@ def gather_status(
     project: str | None = None,
     kinds=None,
     now: _dt.datetime | None = None,
+    remote_listings: Mapping[str, Callable[[], list]] | None = None,
 ) -> dict:
     """List each kind's backups (``{"project": dir, "db": dir}``, from the
-    small index beside each archive, never the archive), read the history,
-    and evaluate."""
+    small index beside each archive, never the archive), and each remote
+    kind's (``{"project@offsite": a function giving its rows}``: a remote
+    that cannot be listed is a problem of the report, not an error), read
+    the history, and evaluate."""
     from .project import list_backups
     from .status import evaluate
 
     backups = {kind: [b.summary() for b in list_backups(directory, kind=kind)] for kind, directory in backup_dirs.items()}
+    unreachable: dict[str, str] = {}
+    for kind, listing in (remote_listings or {}).items():
+        try:
+            backups[kind] = listing()
+        except BackupError as exc:
+            unreachable[kind] = str(exc)
     history = read_history(history_file) if history_file else []
     return evaluate(backups, history, now=now or _dt.datetime.now(_dt.timezone.utc), thresholds=thresholds,
-                    project=project, kinds=kinds)
+                    project=project, kinds=kinds, unreachable=unreachable)

@@ -832,7 +832,7 @@ def pg_backup(
     from concurrent.futures import ThreadPoolExecutor
 
     from . import archive as _archive
-    from .metadata import common_metadata, now_utc
+    from .metadata import common_metadata, database_archive_facts, now_utc
     from .selection import Entry
     from .store import BackupStore, default_backup_dir
 
@@ -914,14 +914,8 @@ def pg_backup(
                             "sql_dump": sql_name if sql_dump else None,
                             "sql_size": records[sql_name]["size"] if sql_dump else None,
                             "sql_sha256": records[sql_name]["sha256"] if sql_dump else None,
-                            "total_files": rep.total_files,
-                            "total_size": rep.total_size,
-                            "project_hash": writer.finish_hash(),
-                            "safety_backup": safety_for is not None,
-                            "skipped_files": rep.skipped,
+                            **database_archive_facts(rep, writer, safety_for),
                         })
-                        if safety_for:
-                            meta["reason"] = f"taken by db.restore before restoring {safety_for}"
                         return meta
 
                     final, metadata = store.write_archive(

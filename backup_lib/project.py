@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from . import archive as _archive
+from . import git as _git
 from .archive.writer import Incremental
 from .dbpath import left_out_of_project_backups, resolve_database
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
@@ -124,6 +125,9 @@ def create_backup(
             if parent is None and not (mode == "auto" and why.startswith("no earlier backup")):
                 warnings.append(why)
         started_ns = time.time_ns()
+        repo = _git.find_repo(root)
+        # the metadata's commit, branch and dirty state, asked of git while the tree is walked
+        head = _git.HeadQuery(repo.top) if repo else None
         selection = select(parent is not None)  # an incremental compares lstat with the parent's records
         # Work folders of killed restores: in the tree (never selected) and in
         # the backup folders (db.verify's); those whose owner is gone go.
@@ -138,7 +142,7 @@ def create_backup(
 
         def metadata_for(rep, writer) -> dict:
             metadata = common_metadata(backup_type=INCREMENTAL_TYPE if inc else "project_full", root=root,
-                                       compression=compression_name, environment=environment, now=now)
+                                       compression=compression_name, environment=environment, now=now, git_head=head)
             metadata.update(
                 {
                     "total_files": rep.total_files,

@@ -382,16 +382,13 @@ class _IndexCache:
     def save(self, entries: dict) -> None:
         if not self.path:
             return
-        folder = os.path.dirname(self.path)
-        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        from .store import replace_file
+
         try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            with open(tmp, "w", encoding="ascii") as fh:
-                json.dump({"url": self.url, "entries": entries}, fh, ensure_ascii=True)
-            os.replace(tmp, self.path)
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            replace_file(self.path, json.dumps({"url": self.url, "entries": entries}, ensure_ascii=True).encode(), sync=False)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            pass  # a cache: the next listing fetches the indexes again
 
 
 def _fetch_indexes(remote: Remote, listing: Listing, name: str, kind: str) -> dict[str, tuple[dict | None, str | None]]:

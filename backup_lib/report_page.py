@@ -391,23 +391,11 @@ def write_page(text: str, path: str, *, make_dir: bool = False) -> str:
         raise BackupError(f"cannot write the report to {display_path(path)}: it is a folder")
     if not os.path.isdir(directory):
         raise BackupError(f"cannot write the report to {display_path(path)}: the folder {display_path(directory)} does not exist")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    data = text.encode("utf-8")
+    from .store import replace_file
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_file(path, text.encode("utf-8"))
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise BackupError(f"cannot write the report to {display_path(path)}: {exc.strerror or exc}") from None
     return path
 

@@ -7,7 +7,8 @@ A pure evaluation over plain data -- the backups of each kind (rows as
 Prometheus text format (:func:`render_prometheus`,
 :func:`write_prometheus`).
 
-Per kind (``project``, ``db``; remotes later as further kinds) it gives the
+Per kind (``project``, ``db``, and a remote's copies as ``project@offsite``,
+``db@offsite``) it gives the
 newest backup's time, age, archive size, file count and content size, the
 backup before it, the last run of each task, the last verify and its
 result, the last failure, the last successful restore drill (a history
@@ -23,6 +24,7 @@ shrunk      shrunk    newest file count or content size below ``shrink_warning``
 verify_failed failed  the last verify of the kind failed
 run_failed  failed    the last run of a scheduled task (create, backup, cleanup, drill, push) failed or was incomplete
 unreadable  failed    the newest backup cannot be read (no metadata)
+unreachable failed    the remote cannot be listed (endpoint, bucket, credentials)
 =========== ========= ===============================================================
 
 The exit code is that of the worst category present (:data:`EXIT_CODES`):
@@ -35,6 +37,13 @@ content).
 
 Safety backups (taken by ``db.restore`` before it swaps the database) are
 not the scheduled job's output and are left out of the evaluation.
+
+A remote kind (``<kind>@<remote>``) is judged like a local one, from the
+remote's listing and from the history records that name that remote
+(``backup.push --remote offsite``, ``backup.verify --remote offsite``, …):
+a push that stopped makes it stale, a failed push is ``run_failed``.  Its
+thresholds are those of its kind unless named (``max_age: {project@offsite:
+2d}``).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ __all__ = [
     "format_duration",
     "thresholds_from_config",
     "expected_kinds",
+    "split_kind",
     "evaluate",
     "render_status",
     "render_prometheus",
@@ -81,9 +91,11 @@ CATEGORY_OF = {
     "verify_failed": "failed",
     "run_failed": "failed",
     "unreadable": "failed",
+    "unreachable": "failed",
 }
 
 CREATE_TASKS = {"project": "backup.create", "db": "db.backup"}
+PUSH_TASKS = {"project": "backup.push", "db": "db.push"}  # a remote kind's "backup run"
 VERIFY_TASKS = ("backup.verify", "db.verify")
 DRILL_TASKS = {"project": "backup.drill", "db": "db.drill"}
 # The tasks a schedule runs: their last run failing is a problem.  A failed
@@ -145,17 +157,37 @@ def format_duration(seconds: float | None) -> str:
     return "0s"
 
 
-def expected_kinds(section: Mapping | None, *, has_database: bool) -> list[str]:
+def split_kind(kind: str) -> tuple[str, str | None]:
+    """``project@offsite`` -> (``project``, ``offsite``); ``db`` -> (``db``, None)."""
+    base, _, remote = kind.partition("@")
+    return base, remote or None
+
+
+def expected_kinds(section: Mapping | None, *, has_database: bool, pushes: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """The kinds ``backup.status`` expects backups of: ``status.kinds`` when
-    configured, else the project, and the database when the project has one."""
-    configured = (section or {}).get("kinds")
+    configured, else the project, and the database when the project has one;
+    then, for each, its copies on the remotes it is pushed to (``pushes``:
+    kind -> the names in ``backup.push`` / ``db.push``), or on the remotes
+    ``status.remotes`` names (``[]``: none)."""
+    section = section or {}
+    configured = section.get("kinds")
     if configured:
         if isinstance(configured, str):
             configured = [configured]
         if not all(isinstance(k, str) and k for k in configured):
             raise UsageError(f"status.kinds must be a list of kinds such as [project, db] (got {configured!r})")
         return list(dict.fromkeys(configured))
-    return ["project", "db"] if has_database else ["project"]
+    local = ["project", "db"] if has_database else ["project"]
+    remotes = section.get("remotes")
+    if remotes is not None:
+        if isinstance(remotes, str):
+            remotes = [remotes]
+        if not isinstance(remotes, (list, tuple)) or not all(isinstance(r, str) and r for r in remotes):
+            raise UsageError(f"status.remotes must be a list of remote names (got {remotes!r})")
+        per_kind = {k: list(remotes) for k in local}
+    else:
+        per_kind = {k: list((pushes or {}).get(k) or ()) for k in local}
+    return list(dict.fromkeys(local + [f"{k}@{r}" for k in local for r in per_kind[k]]))
 
 
 # --------------------------------------------------------------- thresholds
@@ -173,10 +205,11 @@ class Thresholds:
     verify_max_age_default: float | None = 8 * 86400
 
     def max_age_for(self, kind: str) -> float | None:
-        return self.max_age.get(kind, self.max_age_default)
+        """A remote kind's own value, else its kind's, else the default."""
+        return self.max_age.get(kind, self.max_age.get(split_kind(kind)[0], self.max_age_default))
 
     def verify_max_age_for(self, kind: str) -> float | None:
-        return self.verify_max_age.get(kind, self.verify_max_age_default)
+        return self.verify_max_age.get(kind, self.verify_max_age.get(split_kind(kind)[0], self.verify_max_age_default))
 
 
 def _per_kind(value, key: str, default) -> tuple[dict, float | None]:
@@ -201,9 +234,10 @@ def thresholds_from_config(section: Mapping | None = None) -> Thresholds:
     """The ``status:`` configuration section -> Thresholds (UsageError, exit 2,
     on a bad value).  Keys: ``max_age``, ``shrink_warning``, ``verify_max_age``."""
     section = dict(section or {})
-    unknown = set(section) - {"max_age", "shrink_warning", "verify_max_age", "kinds"}
+    unknown = set(section) - {"max_age", "shrink_warning", "verify_max_age", "kinds", "remotes"}
     if unknown:
-        raise UsageError(f"status: unknown key(s) {', '.join(sorted(map(str, unknown)))} (known: max_age, shrink_warning, verify_max_age, kinds)")
+        raise UsageError(f"status: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                         "(known: max_age, shrink_warning, verify_max_age, kinds, remotes)")
     max_age, max_default = _per_kind(section.get("max_age", DEFAULT_MAX_AGE), "status.max_age", DEFAULT_MAX_AGE)
     verify, verify_default = _per_kind(section.get("verify_max_age", DEFAULT_VERIFY_MAX_AGE), "status.verify_max_age",
                                        DEFAULT_VERIFY_MAX_AGE)
@@ -280,26 +314,32 @@ def evaluate(
     thresholds: Thresholds | None = None,
     project: str | None = None,
     kinds: Iterable[str] | None = None,
+    unreachable: Mapping[str, str] | None = None,
 ) -> dict:
     """The status report.  ``backups``: kind -> rows (``name``,
     ``backup_timestamp``, ``size``, ``total_files``, ``total_size``,
     ``error``, ``safety_backup``), any order.  ``kinds``: the kinds that are
     expected to have backups (default: project and db); a kind with rows is
-    evaluated too.  ``now`` must be timezone-aware."""
+    evaluated too.  ``unreachable``: remote kind -> why it could not be
+    listed.  History records that name a ``remote`` count for
+    ``<kind>@<remote>``.  ``now`` must be timezone-aware."""
     th = thresholds or Thresholds()
     expected = list(DEFAULT_KINDS if kinds is None else kinds)
     all_kinds = expected + [k for k in backups if k not in expected]
     by_kind: dict[str, list[Mapping]] = {}
     for rec in history:
         if isinstance(rec, Mapping) and _parse_time(rec.get("end")) is not None:
-            by_kind.setdefault(str(rec.get("kind") or ""), []).append(rec)
+            key = str(rec.get("kind") or "")
+            if isinstance(rec.get("remote"), str) and rec["remote"]:
+                key = f"{key}@{rec['remote']}"
+            by_kind.setdefault(key, []).append(rec)
     for recs in by_kind.values():
         recs.sort(key=lambda r: _parse_time(r["end"]))
 
     report_kinds: dict[str, dict] = {}
     problems: list[dict] = []
     for kind in all_kinds:
-        entry = _evaluate_kind(kind, backups.get(kind) or [], by_kind.get(kind, []), now, th)
+        entry = _evaluate_kind(kind, backups.get(kind) or [], by_kind.get(kind, []), now, th, (unreachable or {}).get(kind))
         report_kinds[kind] = entry
         problems += [{"kind": kind, **p} for p in entry["problems"]]
 
@@ -320,7 +360,9 @@ def evaluate(
     }
 
 
-def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], now: _dt.datetime, th: Thresholds) -> dict:
+def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], now: _dt.datetime, th: Thresholds,
+                   unreachable: str | None = None) -> dict:
+    base, remote = split_kind(kind)
     timed = []
     for row in rows:
         if row.get("safety_backup"):
@@ -346,10 +388,13 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
     last_ok_verify = ok_verifies[-1] if ok_verifies else None
     failures = [r for r in recs if r.get("outcome") not in ("success", None)]
     drills = [r for r in recs if r.get("task") == DRILL_TASKS.get(kind) and r.get("outcome") == "success"]
-    creates = [r for r in recs if r.get("task") == CREATE_TASKS.get(kind) and r.get("outcome") == "success"]
+    made_by = (PUSH_TASKS if remote else CREATE_TASKS).get(base)
+    creates = [r for r in recs if r.get("task") == made_by and r.get("outcome") == "success"]
 
     max_age = th.max_age_for(kind)
-    if newest is None:
+    if unreachable is not None:  # nothing to judge the backups by; the history still counts
+        problems.append({"code": "unreachable", "message": f"remote {remote} cannot be listed: {unreachable}"})
+    elif newest is None:
         problems.append({"code": "missing", "message": f"no {kind} backup"})
     else:
         if newest["error"]:
@@ -390,7 +435,8 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
     return {
         "status": next(name for name, code in EXIT_CODES.items() if code == worst),
         "exit_code": worst,
-        "count": len(timed),
+        "remote": remote,
+        "count": None if unreachable is not None else len(timed),
         "newest": newest,
         "previous": previous,
         "max_age_seconds": max_age,
@@ -466,15 +512,17 @@ def render_prometheus(report: Mapping) -> bytes:
 
     registry = CollectorRegistry(auto_describe=False)
     project = report.get("project") or ""
-    labels = ("project", "kind")
+    labels = ("project", "kind", "remote")  # remote: "" for the local backups
     g = {name: Gauge(name, help_, labels if name not in ("backup_problem", "backup_status_timestamp_seconds") else
-                     (("project", "kind", "problem") if name == "backup_problem" else ("project",)), registry=registry)
+                     ((*labels, "problem") if name == "backup_problem" else ("project",)), registry=registry)
          for name, help_ in _METRICS}
     g["backup_status_timestamp_seconds"].labels(project).set(_ts(report["checked_at"]) or 0)
     for kind, k in report["kinds"].items():
+        base, remote = split_kind(kind)
+
         def put(name, value, *extra):
             if value is not None:
-                g[name].labels(project, kind, *extra).set(float(value))
+                g[name].labels(project, base, remote or "", *extra).set(float(value))
 
         put("backup_status", k["exit_code"])
         codes = {p["code"] for p in k["problems"]}
@@ -510,20 +558,9 @@ def write_prometheus(report: Mapping, path: str) -> None:
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise BackupError(f"--prometheus {path}: the directory {directory} does not exist")
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from .store import replace_file
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_file(path, data, mode=0o644)  # (a hidden .tmp name: the collector never reads it)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise BackupError(f"--prometheus {path} cannot be written: {exc.strerror or exc}") from None

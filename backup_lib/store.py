@@ -98,6 +98,32 @@ def parse_backup_name(filename: str) -> dict | None:
     }
 
 
+def replace_file(path: str, data: bytes, *, mode: int = 0o600, sync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it
+    (never following a link), fsync'd unless ``sync`` is off, renamed over
+    ``path``; a reader sees the old file or the new one, never a part.  On
+    an OSError the temporary file is removed and the error raised."""
+    import threading
+
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

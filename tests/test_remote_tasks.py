@@ -189,3 +189,94 @@ def test_db_restore_from_the_remote(proj, tmp_path, remotes):
     code, out, err = cli("db.restore", "-p", str(proj), "-R", "nas", "-b", name)
     assert code == 0, err
     assert sqlite3.connect(db).execute("SELECT x FROM t").fetchone()[0] == 42
+
+
+def test_status_judges_the_copies_on_the_remotes_pushed_to(proj, tmp_path, s3_env, monkeypatch):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    dead = s3server.free_port()
+    conf = tmp_path / "pushes.yaml"
+    conf.write_text("remotes:\n"
+                    f"  nas: {{url: '{nas}'}}\n"
+                    f"  dead: {{url: 's3://b/x', endpoint_url: 'http://127.0.0.1:{dead}', max_attempts: 1}}\n"
+                    "backup: {push: [nas]}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    assert cli("backup.verify", "-p", str(proj))[0] == 0
+    code, out, err = cli("backup.status", "-p", str(proj), "--json")
+    report = json.loads(out)
+    assert list(report["kinds"]) == ["project", "project@nas"]
+    copy = report["kinds"]["project@nas"]
+    assert copy["remote"] == "nas" and copy["newest"]["name"] == name and copy["count"] == 1
+    # the local backup is verified; the copy never was
+    assert code == 11 and [(p["kind"], p["code"]) for p in report["problems"]] == [("project@nas", "verify_stale")]
+    assert cli("backup.verify", "-p", str(proj), "-R", "nas")[0] == 0
+    prom = tmp_path / "backup.prom"
+    code, out, err = cli("backup.status", "-p", str(proj), "--prometheus", str(prom))
+    assert code == 0, out + err
+    assert "project@nas" in out
+    fams = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    assert {(s.labels["kind"], s.labels["remote"]): s.value for s in fams["backup_files"].samples} == {
+        ("project", ""): 3, ("project", "nas"): 3}
+
+    # status.remotes names the remotes to check.  One that cannot be listed is
+    # a problem row (exit 12), and a failed push is that copy's problem, not
+    # the local backup's.
+    conf.write_text(conf.read_text() + "status: {remotes: [nas, dead]}\n")
+    assert cli("backup.push", "-p", str(proj), "-R", "dead")[0] == 1
+    code, out, err = cli("backup.status", "-p", str(proj), "--json")
+    report = json.loads(out)
+    assert code == 12 and list(report["kinds"]) == ["project", "project@nas", "project@dead"]
+    assert report["kinds"]["project"]["status"] == report["kinds"]["project@nas"]["status"] == "ok"
+    dead_kind = report["kinds"]["project@dead"]
+    assert dead_kind["count"] is None and [p["code"] for p in dead_kind["problems"]] == ["unreachable", "run_failed"]
+    assert "dead" in dead_kind["problems"][0]["message"] and "127.0.0.1" in dead_kind["problems"][0]["message"]
+    assert "backup.push" in dead_kind["problems"][1]["message"]
+    code, out, err = cli("backup.status", "-p", str(proj))
+    assert code == 12 and "cannot be listed" in out and err.strip() == "status: failed"
+    # a remote that is not configured is a configuration error
+    conf.write_text(conf.read_text().replace("remotes: [nas, dead]", "remotes: [gone]"))
+    code, out, err = cli("backup.status", "-p", str(proj))
+    assert code == 2 and "no remote named 'gone'" in err
+
+
+def test_drills_read_the_newest_backup_and_its_chain_from_the_remote(proj, tmp_path, remotes, bucket):
+    import sqlite3
+
+    assert cli("backup.create", "-p", str(proj), "-P", "offsite")[0] == 0
+    (proj / "app.py").write_text("print('second')\n")
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "offsite", "--incremental", "--json")
+    assert code == 0, err
+    incr = os.path.basename(json.loads(out)["backup_path"])
+    parent = json.loads(out)["parent"]["name"]
+    local = proj / "backups" / "project"
+    for n in os.listdir(local):  # nothing local is read: the remote is the only copy
+        os.unlink(local / n)
+    code, out, err = cli("backup.drill", "-p", str(proj), "-R", "offsite", "--command", "grep -q second app.py", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["ok"] and res["backup_path"] == f"offsite:{incr}" and res["files"] == 3
+    history = [json.loads(line) for line in (proj / "backups" / "history.jsonl").read_text().splitlines()]
+    assert (history[-1]["task"], history[-1]["remote"], history[-1]["archive"]) == ("backup.drill", "offsite", f"offsite:{incr}")
+    # the chain's full backup gone from the remote: exit 20, naming it, nothing run
+    s3server.client().delete_object(Bucket=bucket, Key=f"backups/shop/project/{parent}")
+    marker = tmp_path / "ran"
+    code, out, err = cli("backup.drill", "-p", str(proj), "-R", "offsite", "-b", incr, "--command", f"touch {marker}")
+    assert code == 20 and parent in err and len(err.strip().splitlines()) == 1 and not marker.exists()
+
+    db = proj / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (name)")
+        conn.execute("INSERT INTO users VALUES ('ann')")
+    conn.close()
+    assert cli("db.backup", "-p", str(proj), "-P", "nas")[0] == 0
+    code, out, err = cli("db.drill", "-p", str(proj), "-R", "nas", "--json")
+    assert code == 0, err
+    steps = [s["name"] for s in json.loads(out)["steps"]]
+    assert steps[:3] == ["restore", "integrity_check", "row_counts"]
+    code, out, err = cli("db.drill", "-p", str(proj), "-R", "offsite")
+    assert code == 1 and "no database backups to drill on remote offsite" in err

@@ -344,3 +344,52 @@ def test_gather_status_lists_both_kinds_and_reads_the_history(tmp_path):
     assert hist == str(root / "backups" / "history.jsonl")
     assert rep["kinds"]["project"]["newest"]["files"] == 2 and rep["kinds"]["project"]["last_success_run"]["files"] == 2
     assert [(p["kind"], p["code"]) for p in rep["problems"]] == [("db", "missing")] and rep["exit_code"] == 13
+
+
+def test_remote_kinds_have_their_own_runs_and_their_kinds_thresholds():
+    backups, history = healthy()
+    backups["project@offsite"] = [row("p0", 27 * H)]  # the last two pushes did not happen
+    history += [run("backup.push", 27 * H, remote="offsite"), run("backup.verify", 20 * H, remote="offsite")]
+    rep = evaluate(backups, history, now=NOW, kinds=["project", "db", "project@offsite"])
+    copy = rep["kinds"]["project@offsite"]
+    assert copy["remote"] == "offsite" and rep["kinds"]["project"]["remote"] is None
+    assert [p["code"] for p in copy["problems"]] == ["stale"] and rep["kinds"]["project"]["problems"] == []
+    assert copy["last_success_run"]["task"] == "backup.push"  # a remote kind's backup run is its push
+    # the remote's verify is not the local one's, and the other way round
+    assert copy["last_verify"]["age_seconds"] == 20 * H and rep["kinds"]["project"]["last_verify"]["age_seconds"] == 20 * H
+    history.append(run("backup.verify", 1 * H, outcome="failure", remote="offsite", error="1 of 1 failed"))
+    history.append(run("backup.push", 0.5 * H, outcome="failure", remote="offsite", error="remote offsite: access denied"))
+    rep = evaluate(backups, history, now=NOW, kinds=["project", "db", "project@offsite"])
+    assert sorted(p["code"] for p in rep["kinds"]["project@offsite"]["problems"]) == ["run_failed", "stale", "verify_failed"]
+    assert rep["kinds"]["project"]["status"] == "ok"
+    # thresholds: the remote kind's own, else its kind's, else the default
+    th = thresholds_from_config({"max_age": {"project": "2d"}})
+    assert th.max_age_for("project@offsite") == 2 * 86400 and th.max_age_for("db@offsite") == 26 * H
+    th = thresholds_from_config({"max_age": {"project": "2d", "project@offsite": "3d"}, "verify_max_age": {"project@offsite": "off"}})
+    assert th.max_age_for("project@offsite") == 3 * 86400 and th.verify_max_age_for("project@offsite") is None
+    assert th.verify_max_age_for("project") == 8 * 86400
+
+
+def test_an_unreachable_remote_is_a_problem_not_a_missing_backup():
+    backups, history = healthy()
+    rep = evaluate(backups, history, now=NOW, kinds=["project", "db", "db@offsite"],
+                   unreachable={"db@offsite": "remote offsite: cannot reach http://127.0.0.1:9"})
+    k = rep["kinds"]["db@offsite"]
+    assert [p["code"] for p in k["problems"]] == ["unreachable"] and k["count"] is None and k["newest"] is None
+    assert rep["status"] == "failed" and rep["exit_code"] == 12
+    assert "cannot be listed" in render_status(rep)
+    fams = {f.name: f for f in text_string_to_metric_families(render_prometheus(rep).decode())}
+    assert sample(fams, "backup_problem", kind="db", remote="offsite", problem="unreachable") == 1
+    assert sample(fams, "backup_problem", kind="db", remote="", problem="unreachable") == 0
+    assert sample(fams, "backup_count", kind="db", remote="offsite") is None  # not known, so not written
+
+
+def test_expected_kinds_follow_the_pushes_or_status_remotes():
+    pushes = {"project": ["offsite", "nas"], "db": ["offsite"]}
+    assert expected_kinds({}, has_database=True, pushes=pushes) == ["project", "db", "project@offsite", "project@nas", "db@offsite"]
+    assert expected_kinds({}, has_database=False, pushes=pushes) == ["project", "project@offsite", "project@nas"]
+    assert expected_kinds({"remotes": ["nas"]}, has_database=True, pushes=pushes) == ["project", "db", "project@nas", "db@nas"]
+    assert expected_kinds({"remotes": []}, has_database=True, pushes=pushes) == ["project", "db"]
+    assert expected_kinds({"kinds": ["db@nas"]}, has_database=True, pushes=pushes) == ["db@nas"]
+    with pytest.raises(UsageError, match="status.remotes"):
+        expected_kinds({"remotes": {"a": 1}}, has_database=True)
