@@ -681,6 +681,12 @@ def _inherited(rec: dict, bpath: bytes, project) -> str | None:
     """A record an incremental does not store: well formed, and counted in
     project_hash from what it says (its chain supplies the bytes)."""
     path, kind = rec["path"], rec.get("type")
+    for name in (path, rec.get("target")) if kind == "hardlink" else (path,):
+        # a restore makes these folders and links itself: the same rules as
+        # for a member's name, or "../x" would be made outside the tree
+        if isinstance(name, str) and ("\0" in name or name.startswith("/") or any(
+                p in ("", ".", "..") for p in name.split("/"))):
+            return f"manifest entry {path!r} names {name!r}, not a plain relative path inside the tree"
     if kind == "file":
         digest = rec.get("sha256")
         if not (isinstance(digest, str) and len(digest) == 64) or not isinstance(rec.get("size"), int):

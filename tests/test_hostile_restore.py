@@ -7,6 +7,7 @@ that no link the restore made resolves outside the target, and that no
 ``.restore-`` work folder is left behind.
 """
 
+import hashlib
 import json
 import os
 import stat
@@ -417,3 +418,42 @@ def test_create_dry_run_list_and_cleanup_quote_names(tmp_path):
     assert code == 0 and "\x1b" not in out and '"p\\033[2Jroj_project_' in out
     code, out, err = run_cli(["backup.cleanup", "--backup-dir", str(bdir), "--dry-run", "--project-root", str(root), "--max-backups", "1"])
     assert code == 0 and "\x1b" not in out + err and 'would delete  "p\\033[2Jroj_project_' in out
+
+
+# ------------------------------------------------------------------ incremental chains
+
+
+@pytest.mark.parametrize("record", [
+    {"path": "../../escaped", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+    {"path": "{tmp}/escaped-abs", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+    {"path": "sub/../../escaped", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+    {"path": "../pwned", "type": "hardlink", "mode": 0o644, "mtime_ns": 0, "target": "a"},
+    {"path": "b", "type": "hardlink", "mode": 0o644, "mtime_ns": 0, "target": "../outside/secret"},
+    {"path": "nul\0name", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+], ids=["dotdot-dir", "absolute-dir", "inner-dotdot-dir", "dotdot-hardlink", "hardlink-target-outside", "nul"])
+def test_an_incremental_manifest_naming_paths_outside_the_tree_is_refused(tmp_path, outside, record):
+    """An incremental's manifest lists folders and links it does not store,
+    which a chain restore makes itself: each such name obeys a member's
+    rules, or the restore would make it outside the target."""
+    record = dict(record, path=record["path"].replace("{tmp}", str(tmp_path)))
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    parent = forge(bk / "app_project_20261129_010000.tar", [file("a", b"A")])
+    digest = hashlib.sha256(b"A").hexdigest()
+    if record["type"] == "hardlink":
+        record = dict(record, size=1, sha256=digest)
+    records = sorted([record, {"path": "a", "type": "file", "mode": 0o644, "mtime_ns": 0, "size": 1, "sha256": digest}],
+                     key=lambda r: r["path"].encode().replace(b"/", b"\0"))
+    newest = bk / "app_project_20261129_020000_incr.tar"
+    forge(newest, [], records=records, extra_metadata={
+        "backup_type": "project_incremental",
+        "parent": {"name": parent.path.rsplit("/", 1)[1], "metadata_sha256": parent.metadata["metadata_sha256"]}})
+    target = tmp_path / "deep" / "er" / "restored"  # "../.." from its work folder: still inside tmp_path
+    target.parent.mkdir(parents=True)
+    before = state(tmp_path)
+    code, out, err = run_cli(["backup.restore", "--backup-path", str(newest), "--target-path", str(target)])
+    assert code == 4, (code, out, err)
+    assert "not a plain relative path" in err and "Traceback" not in err
+    assert state(tmp_path) == before  # nothing made anywhere, inside or outside
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(newest)])
+    assert code == 4 and "not a plain relative path" in out, (code, out, err)  # the reason on its FAILED line
