@@ -474,3 +474,57 @@ def test_list_shows_kind_and_parent_and_info_the_chain(tree, tmp_path):
     os.unlink(full)
     code, out, err = run_cli(["backup.info", *args, "-b", os.path.basename(i1)])
     assert f"{os.path.basename(full)} (MISSING)" in out
+
+
+def test_a_parent_manifest_with_odd_values_is_built_on_without_a_crash(tree, tmp_path):
+    """A parent whose manifest records hold lists and objects where numbers
+    and names belong (it still verifies: modes and types of unstored paths
+    are not checked there): the next incremental compares them as unequal
+    and stores those files again, instead of failing."""
+    import forge as F
+
+    first = make(tree, tmp_path, incremental="true")
+    with tarfile.open(first.backup_path) as tf:
+        meta = json.loads(tf.extractfile("backup_metadata.json").read())
+        records = [json.loads(line) for line in tf.extractfile("backup_manifest.jsonl").read().splitlines()]
+        built = []
+        for ti in tf.getmembers()[:-2]:
+            if ti.isdir():
+                built.append(F.dir(ti.name, mode=ti.mode))
+            elif ti.issym():
+                built.append(F.symlink(ti.name, ti.linkname))
+            elif ti.islnk():
+                built.append(F.hardlink(ti.name, ti.linkname))
+            else:
+                built.append(F.file(ti.name, tf.extractfile(ti).read(), mode=ti.mode))
+    odd = [r["path"] for r in records if r["type"] == "file"][:3]
+    assert len(odd) == 3
+    for r in records:
+        if r["path"] == odd[0]:
+            r["mode"] = [r["mode"]]
+        elif r["path"] == odd[1]:
+            r["mtime_ns"], r["ino"] = {"n": 1}, [1]
+        elif r["path"] == odd[2]:
+            r["sha256"] = [r["sha256"]]
+    for k in ("manifest_sha256", "structure_sha256", "metadata_sha256"):
+        meta.pop(k)
+    for name in os.listdir(tmp_path / "bk"):
+        if name != os.path.basename(first.backup_path):
+            os.unlink(tmp_path / "bk" / name)  # its index and the manifest cache's copy go with the original
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    F.forge(first.backup_path, built, compression="gz", records=records, metadata=meta)
+    second = make(tree, tmp_path, incremental="true")
+    assert second.metadata["backup_type"] == "project_incremental"
+    stored = set(members(second.backup_path))
+    assert odd[0] in stored and odd[2] in stored  # its mode judged changed, its hash unusable: stored again
+    assert odd[1] not in stored  # its times judged changed: read, hashed, found the same
+    recs = manifest(second.backup_path)[0]
+    assert type(recs[odd[1]]["mtime_ns"]) is int and type(recs[odd[0]]["mode"]) is int
+    assert recs[odd[2]]["sha256"] == hashlib.sha256((tree / odd[2]).read_bytes()).hexdigest()
+    # the parent itself does not verify (one hash is not a hash): its chain is not restored
+    from backup_lib.errors import IntegrityError
+    from backup_lib.project import restore_backup
+
+    with pytest.raises(IntegrityError, match="fails verification"):
+        restore_backup(second.backup_path, str(tmp_path / "restored"))
+    assert not (tmp_path / "restored").exists()

@@ -56,11 +56,14 @@ class Prior(NamedTuple):
     def from_record(cls, rec: dict, shared: dict | None = None) -> "Prior":
         """``shared``: one object per distinct type and mode across the
         records read (100,000 of them each held their own: 8 MB)."""
-        kind, mode = rec.get("type"), rec.get("mode")
-        if shared is not None:
-            kind, mode = shared.setdefault(kind, kind), shared.setdefault(mode, mode)
+        kind, mode, digest = rec.get("type"), rec.get("mode"), rec.get("sha256")
+        if kind == "file" and not (type(digest) is str and len(digest) == 64):
+            kind = "unusable"  # never carried over: the file is read and stored as new
+        if shared is not None:  # (plain values only: a hostile manifest may hold lists)
+            kind = shared.setdefault(kind, kind) if type(kind) is str else kind
+            mode = shared.setdefault(mode, mode) if type(mode) is int else mode
         mtime, ctime = rec.get("mtime_ns"), rec.get("ctime_ns")
-        return cls(kind, mode, mtime, rec.get("size", 0), rec.get("sha256"), rec.get("target"), rec.get("ino"),
+        return cls(kind, mode, mtime, rec.get("size", 0), digest, rec.get("target"), rec.get("ino"),
                    mtime if ctime == mtime else ctime)  # (one object when equal, as they mostly are)
 
 
