@@ -285,6 +285,14 @@ def _work_dir(base: str | None, forbidden: Mapping[str, str], warnings: list[str
         raise BackupError(f"cannot create the drill's temporary folder in {display_path(base)}: {exc.strerror}") from None
 
 
+def _done(result, work: str, keep: bool, t0: float) -> None:
+    """Every drill's end: its folder kept or removed, its time taken."""
+    result.kept = keep
+    if not keep:
+        _remove(work, result.warnings)
+    result.seconds = time.monotonic() - t0
+
+
 def _remove(path: str, warnings: list[str]) -> None:
     from .workdir import remove_tree
 
@@ -447,10 +455,7 @@ def drill_project(
         except _Failed as exc:
             result.exit_code, result.error = exc.code, exc.message
     finally:
-        result.kept = keep
-        if not keep:
-            _remove(work, result.warnings)
-        result.seconds = time.monotonic() - t0
+        _done(result, work, keep, t0)
     return result
 
 
@@ -594,8 +599,5 @@ def drill_database(
         except _Failed as exc:
             result.exit_code, result.error = exc.code, exc.message
     finally:
-        result.kept = keep
-        if not keep:
-            _remove(work, result.warnings)
-        result.seconds = time.monotonic() - t0
+        _done(result, work, keep, t0)
     return result

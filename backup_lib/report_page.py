@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import BackupError
 from .report import display_path, human_size
-from .status import DRILL_TASKS
+from .status import DRILL_TASKS, parse_time as _time
 
 __all__ = ["REPORT_NAME", "SCRIPT", "default_report_path", "gather", "build_context", "render", "write_page", "chains",
            "folder_sizes", "verify_states", "line_chart", "inside_project"]
@@ -111,16 +111,6 @@ def folder_sizes(manifest: bytes) -> list[dict]:
 
 
 # ------------------------------------------------------------------ deciding
-
-
-def _time(value) -> _dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
 
 
 VERIFY_TASK = {"project": "backup.verify", "db": "db.verify"}

@@ -258,7 +258,8 @@ def thresholds_from_config(section: Mapping | None = None) -> Thresholds:
 # --------------------------------------------------------------- evaluation
 
 
-def _parse_time(value) -> _dt.datetime | None:
+def parse_time(value) -> _dt.datetime | None:
+    """An ISO 8601 time (a naive one is UTC), or None for anything else."""
     if isinstance(value, _dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
     if not isinstance(value, str) or not value:
@@ -271,7 +272,7 @@ def _parse_time(value) -> _dt.datetime | None:
 
 
 def _row_time(row: Mapping) -> _dt.datetime | None:
-    t = _parse_time(row.get("backup_timestamp")) or _parse_time(row.get("timestamp"))
+    t = parse_time(row.get("backup_timestamp")) or parse_time(row.get("timestamp"))
     if t is None and row.get("name"):
         from .store import parse_backup_name
 
@@ -295,7 +296,7 @@ def _backup_facts(row: Mapping, t: _dt.datetime | None, now: _dt.datetime) -> di
 def _run_facts(rec: Mapping | None, now: _dt.datetime) -> dict | None:
     if rec is None:
         return None
-    end = _parse_time(rec.get("end"))
+    end = parse_time(rec.get("end"))
     out = {k: rec.get(k) for k in ("task", "outcome", "exit_code", "end", "duration", "archive", "size", "files",
                                    "checked", "failed", "error") if rec.get(k) is not None}
     out["age_seconds"] = None if end is None else round(max(0.0, (now - end).total_seconds()), 3)
@@ -328,13 +329,13 @@ def evaluate(
     all_kinds = expected + [k for k in backups if k not in expected]
     by_kind: dict[str, list[Mapping]] = {}
     for rec in history:
-        if isinstance(rec, Mapping) and _parse_time(rec.get("end")) is not None:
+        if isinstance(rec, Mapping) and parse_time(rec.get("end")) is not None:
             key = str(rec.get("kind") or "")
             if isinstance(rec.get("remote"), str) and rec["remote"]:
                 key = f"{key}@{rec['remote']}"
             by_kind.setdefault(key, []).append(rec)
     for recs in by_kind.values():
-        recs.sort(key=lambda r: _parse_time(r["end"]))
+        recs.sort(key=lambda r: parse_time(r["end"]))
 
     report_kinds: dict[str, dict] = {}
     problems: list[dict] = []
@@ -414,7 +415,7 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
                                                               + f": below {th.shrink_warning:g} of the previous one"})
         verify_max = th.verify_max_age_for(kind)
         if verify_max is not None:
-            ok_end = _parse_time(last_ok_verify["end"]) if last_ok_verify else None
+            ok_end = parse_time(last_ok_verify["end"]) if last_ok_verify else None
             if ok_end is None:
                 problems.append({"code": "verify_stale", "message": f"no successful {kind} verify on record "
                                                                     f"(status.verify_max_age {format_duration(verify_max)})"})
@@ -428,7 +429,7 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
         rec = last_by_task.get(task)
         if rec is not None and rec.get("outcome") != "success":
             problems.append({"code": "run_failed", "message": f"last {task} {'was incomplete' if rec.get('outcome') == 'incomplete' else 'failed'}"
-                                                              f" {format_duration((now - _parse_time(rec['end'])).total_seconds())} ago: "
+                                                              f" {format_duration((now - parse_time(rec['end'])).total_seconds())} ago: "
                                                               f"{rec.get('error') or 'exit ' + str(rec.get('exit_code'))}"})
 
     worst = max((EXIT_CODES[CATEGORY_OF[p["code"]]] for p in problems), default=EXIT_OK)
@@ -502,7 +503,7 @@ _METRICS = (  # name, help
 
 
 def _ts(value) -> float | None:
-    t = _parse_time(value)
+    t = parse_time(value)
     return None if t is None else t.timestamp()
 
 

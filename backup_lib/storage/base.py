@@ -145,40 +145,32 @@ def digest_file(fd: int, size: int, part_size: int | None = None, *, chunk: int 
     (hashlib releases the GIL) so both take the time of one.  ``stop``:
     raise KeyboardInterrupt as soon as it is set."""
     whole = hashlib.sha256()
-    if not part_size:
-        offset = 0
-        while offset < size:
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
-            data = os.pread(fd, min(chunk, size - offset), offset)
-            if not data:
-                raise IntegrityError(f"the file shrank while it was read ({offset} of {size} bytes)")
-            whole.update(data)
-            offset += len(data)
-        return whole.hexdigest(), None
-    chunks: queue.Queue = queue.Queue(maxsize=2)
-    parts: list[bytes] = []
+    chunks: queue.Queue | None = None
+    parts: list[bytes] | None = None
+    worker = None
+    if part_size:
+        chunks, parts = queue.Queue(maxsize=2), []
 
-    def hash_parts() -> None:
-        h, filled = hashlib.sha256(), 0
-        while True:
-            data = chunks.get()
-            if data is None:
-                break
-            view = memoryview(data)
-            while view:
-                take = min(len(view), part_size - filled)
-                h.update(view[:take])
-                filled += take
-                view = view[take:]
-                if filled == part_size:
-                    parts.append(h.digest())
-                    h, filled = hashlib.sha256(), 0
-        if filled:
-            parts.append(h.digest())
+        def hash_parts() -> None:
+            h, filled = hashlib.sha256(), 0
+            while True:
+                data = chunks.get()
+                if data is None:
+                    break
+                view = memoryview(data)
+                while view:
+                    take = min(len(view), part_size - filled)
+                    h.update(view[:take])
+                    filled += take
+                    view = view[take:]
+                    if filled == part_size:
+                        parts.append(h.digest())
+                        h, filled = hashlib.sha256(), 0
+            if filled:
+                parts.append(h.digest())
 
-    worker = threading.Thread(target=hash_parts, name="part-hasher", daemon=True)
-    worker.start()
+        worker = threading.Thread(target=hash_parts, name="part-hasher", daemon=True)
+        worker.start()
     try:
         offset = 0
         while offset < size:
@@ -187,12 +179,14 @@ def digest_file(fd: int, size: int, part_size: int | None = None, *, chunk: int 
             data = os.pread(fd, min(chunk, size - offset), offset)
             if not data:
                 raise IntegrityError(f"the file shrank while it was read ({offset} of {size} bytes)")
-            chunks.put(data)
+            if chunks is not None:
+                chunks.put(data)
             whole.update(data)
             offset += len(data)
     finally:
-        chunks.put(None)
-        worker.join()
+        if worker is not None:
+            chunks.put(None)
+            worker.join()
     return whole.hexdigest(), parts
 
 
