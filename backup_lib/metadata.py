@@ -13,7 +13,12 @@ from . import __version__
 from . import git as _git
 from .archive import FORMAT_VERSION
 
-__all__ = ["now_utc", "shown_path", "common_metadata", "application_version", "environment_name", "database_info", "file_sha256"]
+__all__ = ["SUMMARY_FIELDS", "now_utc", "shown_path", "common_metadata", "application_version", "environment_name", "database_info", "file_sha256"]
+
+
+# What a listing shows of each project backup, read from its metadata
+# (backup.list, local or remote).
+SUMMARY_FIELDS = ("backup_timestamp", "backup_type", "total_files", "total_size", "compression", "project_hash")
 
 
 def now_utc() -> _dt.datetime:

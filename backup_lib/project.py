@@ -12,7 +12,7 @@ from . import git as _git
 from .archive.writer import Incremental
 from .dbpath import left_out_of_project_backups, resolve_database
 from .errors import BackupError, IntegrityError, NotFoundError, UsageError
-from .metadata import common_metadata, database_info, now_utc
+from .metadata import SUMMARY_FIELDS, common_metadata, database_info, now_utc
 from .retention import Backup, Decision, KeepPolicy, check_retention_args, plan_retention
 from .selection import select_files
 from .store import BACKUP_TYPES, BackupStore, default_backup_dir, read_metadata
@@ -281,12 +281,7 @@ class ListedBackup:
             "backup_path": self.backup_path,
             "name": os.path.basename(self.backup_path),
             "size": self.size,
-            "backup_timestamp": meta.get("backup_timestamp"),
-            "backup_type": meta.get("backup_type"),
-            "total_files": meta.get("total_files"),
-            "total_size": meta.get("total_size"),
-            "compression": meta.get("compression"),
-            "project_hash": meta.get("project_hash"),
+            **{k: meta.get(k) for k in SUMMARY_FIELDS},
         }
         if meta.get("backup_type") == "project_incremental":
             out["parent"] = (meta.get("parent") or {}).get("name")

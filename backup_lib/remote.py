@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .errors import BackupError, IntegrityError, LockedError, NotFoundError, ObjectNotFoundError, UsageError
+from .metadata import SUMMARY_FIELDS
 from .storage import ObjectInfo, Storage, TransferSettings, checksums_agree, open_storage
 from .storage.base import HashingReader, ObjectStream, is_sha256_hex
 from .store import (
@@ -306,12 +307,7 @@ class RemoteBackup:
             "key": self.key,
             "size": self.size,
             "sha256": self.sha256,
-            "backup_timestamp": meta.get("backup_timestamp"),
-            "backup_type": meta.get("backup_type"),
-            "total_files": meta.get("total_files"),
-            "total_size": meta.get("total_size"),
-            "compression": meta.get("compression"),
-            "project_hash": meta.get("project_hash"),
+            **{k: meta.get(k) for k in SUMMARY_FIELDS},
         }
         if meta.get("safety_backup"):
             out["safety_backup"] = True
@@ -427,6 +423,18 @@ def _fetch_indexes(remote: Remote, listing: Listing, name: str, kind: str) -> di
     if fresh != cached:
         cache.save(fresh)
     return out
+
+
+def _only(backups: list, only, remote) -> list:
+    """The backups named in ``only`` (names or paths; all when empty); a
+    name the remote does not hold is an error."""
+    if not only:
+        return backups
+    wanted = {os.path.basename(str(o)) for o in ([only] if isinstance(only, str) else only)}
+    missing = wanted - {b.archive for b in backups}
+    if missing:
+        raise NotFoundError(f"backup {sorted(missing)[0]} is not on remote {remote.name}")
+    return [b for b in backups if b.archive in wanted]
 
 
 def scan_remote(remote: Remote, name: str, kind: str) -> tuple[list[RemoteBackup], Listing]:
@@ -796,12 +804,7 @@ def pull(store: BackupStore, remote: Remote, *, name: str, only=None, dry_run: b
     that the backup dir lacks into it; each is checked against the size and
     SHA-256 recorded at upload before it gets its final name."""
     backups, _ = scan_remote(remote, name, store.kind)
-    if only:
-        wanted = {os.path.basename(str(o)) for o in ([only] if isinstance(only, str) else only)}
-        missing = wanted - {b.archive for b in backups}
-        if missing:
-            raise NotFoundError(f"backup {sorted(missing)[0]} is not on remote {remote.name}")
-        backups = [b for b in backups if b.archive in wanted]
+    backups = _only(backups, only, remote)
     local = {os.path.basename(bf.path): bf.size for bf in store.backups()}
     steps = plan_pull(backups, local)
     result = PullResult(remote.name, remote.url, dry_run, steps)
@@ -920,12 +923,7 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
     if download and check_stream is None:
         raise UsageError("verify --download needs the streaming archive check (not available in this version)")
     backups, _ = scan_remote(remote, name, kind)
-    if only:
-        wanted = {os.path.basename(str(o)) for o in ([only] if isinstance(only, str) else only)}
-        missing = wanted - {b.archive for b in backups}
-        if missing:
-            raise NotFoundError(f"backup {sorted(missing)[0]} is not on remote {remote.name}")
-        backups = [b for b in backups if b.archive in wanted]
+    backups = _only(backups, only, remote)
     if not backups:
         raise NotFoundError(f"no {kind} backups of {name} on remote {remote.name}")
 
