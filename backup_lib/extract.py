@@ -878,8 +878,13 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
         return first
     meta = first.metadata
     needed: dict[str, bytes] = {}  # file path -> the SHA-256 the newest manifest lists, not yet supplied
+    leaf, leaf_kind = None, None  # the last path that is not a folder: a subtree of it would come right after it (tree order)
     for rec in iter_manifest(manifest):
         path = rec["path"]
+        if leaf is not None and len(path) > len(leaf) and path[len(leaf)] == "/" and path.startswith(leaf):
+            raise IntegrityError(f"{archive}: its manifest puts {path!r} inside the {leaf_kind} {leaf!r}: no tree has both")
+        if rec.get("type") != "dir":
+            leaf, leaf_kind = path, rec.get("type")
         if rec.get("type") == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
             try:
                 needed[path] = bytes.fromhex(rec["sha256"])
@@ -930,6 +935,37 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
 
 
 _DIR_ENTRY = ("dir", 0, None)
+
+
+def _implied_dirs(archive: str, path: str, kinds: dict, actual: dict, dest: str | None, made: set) -> None:
+    """The folders above a path of the final manifest are folders: those it
+    does not list are made here and known as folders (so that links are
+    judged through them as the kernel will see them), and a path inside a
+    file or a symlink is refused.  Records come in tree order: a listed
+    folder is known before anything inside it."""
+    cut = path.rfind("/")
+    if cut < 0:
+        return
+    parent = path[:cut]
+    kind = kinds.get(parent)
+    if kind == "dir":
+        return
+    missing = []
+    while kind is None:
+        missing.append(parent)
+        cut = parent.rfind("/")
+        if cut < 0:
+            break
+        parent = parent[:cut]
+        kind = kinds.get(parent)
+    if kind is not None and kind != "dir":
+        raise IntegrityError(f"{archive}: its manifest puts {path!r} inside the {kind} {parent!r}: no tree has both")
+    for sub in reversed(missing):
+        kinds[sub] = "dir"
+        actual[sub] = _DIR_ENTRY
+        if dest is not None and sub not in made:
+            os.makedirs(os.path.join(dest, sub), 0o700, exist_ok=True)
+            made.add(sub)
 
 
 def scan_chain(
@@ -989,6 +1025,7 @@ def scan_chain(
     kinds, actual = out.kinds, out.actual
     for rec in iter_manifest(zlib.decompress(packed)):
         path, kind = rec["path"], rec.get("type")
+        _implied_dirs(archive, path, kinds, actual, dest, made)
         kinds[path] = kind
         if kind == "dir":
             actual[path] = _DIR_ENTRY

@@ -457,3 +457,90 @@ def test_an_incremental_manifest_naming_paths_outside_the_tree_is_refused(tmp_pa
     assert state(tmp_path) == before  # nothing made anywhere, inside or outside
     code, out, err = run_cli(["backup.verify", "--backup-path", str(newest)])
     assert code == 4 and "not a plain relative path" in out, (code, out, err)  # the reason on its FAILED line
+
+
+def _rec(path, data=None, *, target=None):
+    if target is not None:
+        return {"path": path, "type": "symlink", "mode": 0o777, "mtime_ns": 0, "target": target}
+    return {"path": path, "type": "file", "mode": 0o644, "mtime_ns": 0, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _chain(bk, parents, newest_records):
+    """Full backups ``parents`` (lists of members) chained oldest first, and
+    an incremental storing nothing whose manifest is ``newest_records``."""
+    prev = None
+    for i, members in enumerate(parents):
+        extra = {} if prev is None else {"backup_type": "project_incremental", "parent": {
+            "name": os.path.basename(prev.path), "metadata_sha256": prev.metadata["metadata_sha256"]}}
+        name = f"app_project_20261129_0{i}0000{'_incr' if prev else ''}.tar"
+        prev = forge(bk / name, members, extra_metadata=extra)
+    records = sorted(newest_records, key=lambda r: r["path"].encode().replace(b"/", b"\0"))
+    return forge(bk / "app_project_20261129_090000_incr.tar", [], records=records, extra_metadata={
+        "backup_type": "project_incremental",
+        "parent": {"name": os.path.basename(prev.path), "metadata_sha256": prev.metadata["metadata_sha256"]}})
+
+
+def test_a_chain_link_through_folders_its_manifest_does_not_list_is_judged_as_the_kernel_sees_it(tmp_path, outside):
+    """The newest manifest lists p0/../p19/f but none of the folders p*: a
+    link through them (s -> back up to the target, then 21 '..' and etc)
+    must be judged through real folders, not as text: refused (exit 3)."""
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    deep = "/".join(f"p{i}" for i in range(20))
+    newest = _chain(bk, [[file(deep + "/f", b"F")]], [
+        _rec(deep + "/f", b"F"), _rec(deep + "/s", target="/".join([".."] * 20)),
+        _rec("l", target=deep + "/s/" + "../" * 21 + "etc")])
+    target = tmp_path / "target"
+    code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(target)])
+    assert code == 3, (code, out, err)
+    assert not os.path.lexists(target / "l") and (target / deep / "f").read_bytes() == b"F"
+    assert not links_escaping(target)
+
+
+@pytest.mark.parametrize("case", ["file-and-folder", "symlink-over-folder"])
+def test_a_chain_whose_manifest_puts_a_path_inside_a_file_or_symlink_is_refused_before_anything_is_written(tmp_path, outside, case):
+    """Two parents store x and x/y (or the newest lists a symlink a above
+    a file a/x): no tree has both, so verify fails and restore writes nothing."""
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    if case == "file-and-folder":
+        newest = _chain(bk, [[file("x", b"X")], [file("x/y", b"Y")]], [_rec("x", b"X"), _rec("x/y", b"Y")])
+    else:
+        newest = _chain(bk, [[file("a/x", b"X")]], [_rec("a", target=str(outside)), _rec("a/x", b"X")])
+    target = tmp_path / "target"
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(newest.path)])
+    assert code == 4 and "no tree has both" in out, (code, out, err)
+    before = state(tmp_path)
+    code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(target)])
+    assert code == 4 and "no tree has both" in err, (code, out, err)
+    assert state(tmp_path) == before
+
+
+def test_a_forced_chain_restore_over_a_symlinked_folder_it_does_not_list_restores_nothing(tmp_path, outside):
+    """p/f's folder p is not in the newest manifest, and p is a symlink in
+    the target: the plan sees p as a folder to write through, so the whole
+    restore is refused (exit 4) before any file is replaced."""
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    newest = _chain(bk, [[file("p/f", b"F"), *[file(f"z{i}", b"new") for i in range(5)]]],
+                    [_rec("p/f", b"F"), *[_rec(f"z{i}", b"new") for i in range(5)]])
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(outside, target / "p")
+    for i in range(5):
+        (target / f"z{i}").write_text("old")
+    before = state(tmp_path)
+    code, out, err = run_cli(["backup.restore", "--force", "--backup-path", str(newest.path), "--target-path", str(target)])
+    assert code == 4 and "nothing restored" in err, (code, out, err)
+    assert state(tmp_path) == before
+    assert not [p for p in os.listdir(target) if ".restore-" in p]
+
+
+def test_a_chain_symlink_in_a_folder_nothing_lists_is_restored(tmp_path):
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    newest = _chain(bk, [[file("top", b"T")]], [_rec("top", b"T"), _rec("d/e/link", target="../../top")])
+    target = tmp_path / "target"
+    code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(target)])
+    assert code == 0, (code, out, err)
+    assert os.readlink(target / "d" / "e" / "link") == "../../top" and (target / "d" / "e" / "link").read_bytes() == b"T"
