@@ -170,6 +170,35 @@ def _priors(manifest: bytes) -> dict[str, Prior]:
     return out
 
 
+def _broken_chain(label: str, meta: dict, candidates, read_metadata) -> str | None:
+    """Why an incremental cannot be built on (a backup of its chain is
+    gone, unreadable or another one of that name), or None: a child of a
+    broken chain could never be restored."""
+    by_name = {os.path.basename(b.path): b.path for b in candidates}
+    link, seen = meta.get("parent") if meta.get("backup_type") == INCREMENTAL_TYPE else None, 0
+    while link:
+        name = link.get("name") if isinstance(link, dict) else None
+        path = by_name.get(name) if isinstance(name, str) else None
+        why = None
+        if path is None:
+            why = f"{name} is missing"
+        else:
+            try:
+                parent = read_metadata(path)
+            except BackupError as exc:
+                why = f"{name} cannot be read ({exc})"
+            else:
+                if parent.get("metadata_sha256") != link.get("metadata_sha256"):
+                    why = f"{name} is not the backup it was made on"
+        if why:
+            return f"the chain of {label} is broken ({why}): writing a full backup"
+        seen += 1
+        if seen > len(by_name):
+            return f"the chain of {label} does not end: writing a full backup"
+        link = parent.get("parent") if parent.get("backup_type") == INCREMENTAL_TYPE else None
+    return None
+
+
 def find_parent(store, name: str, *, now: _dt.datetime, full_every_days: int, max_chain: int,
                 cache: ManifestCache | None, read_metadata, read_manifest,
                 identity_file: str | None = None) -> tuple[Parent | None, str | None]:
@@ -199,7 +228,7 @@ def find_parent(store, name: str, *, now: _dt.datetime, full_every_days: int, ma
             notes.append(f"{label} is from a newer format ({version})")
             continue
         base, depth = chain_facts(bf.path, meta)
-        why = _policy(base, depth, now, full_every_days, max_chain)
+        why = _policy(base, depth, now, full_every_days, max_chain) or _broken_chain(label, meta, candidates, read_metadata)
         if why:
             return None, why
         manifest = cache.get(bf.path, meta.get("manifest_sha256"), identity_file) if cache is not None else None

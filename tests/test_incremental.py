@@ -528,3 +528,20 @@ def test_a_parent_manifest_with_odd_values_is_built_on_without_a_crash(tree, tmp
     with pytest.raises(IntegrityError, match="fails verification"):
         restore_backup(second.backup_path, str(tmp_path / "restored"))
     assert not (tmp_path / "restored").exists()
+
+
+def test_a_chain_whose_full_backup_is_gone_is_not_built_on(tree, tmp_path):
+    """An incremental on a chain missing its full backup could never be
+    restored: a full backup is written instead, with a warning that says why."""
+    full = make(tree, tmp_path, incremental="true")
+    first = make(tree, tmp_path, incremental="true")
+    assert first.metadata["backup_type"] == "project_incremental"
+    os.unlink(full.backup_path)
+    (tree / "keep.txt").write_text("changed\n")
+    res = make(tree, tmp_path, incremental="true")
+    assert res.metadata["backup_type"] == "project_full"
+    assert any("broken" in w and os.path.basename(full.backup_path) in w for w in res.warnings), res.warnings
+    from backup_lib.project import restore_backup
+
+    restore_backup(res.backup_path, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "keep.txt").read_text() == "changed\n"
