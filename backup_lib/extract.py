@@ -334,7 +334,7 @@ def scan_archive(
     if dest is not None and res.metadata.get("backup_type") == INCREMENTAL_TYPE:
         # Its own members are only what changed: restored alone it would be
         # a partial tree that looks whole.
-        raise IntegrityError(f"{archive} is an incremental backup: it is restored with its chain (scan_chain), never alone")
+        raise IntegrityError(f"{archive} is an incremental backup under another name: it is restored only with its chain, under the name it was written with (..._incr)")
     res.errors.extend(reader.problems)
     later: list[tuple[str, str, int]] = []  # directories and symlinks: their times go last
     # Exact (ns) times from the manifest (tar headers only have whole
@@ -1097,4 +1097,11 @@ def scan_backup(archive: str, **kw) -> ScanResult:
         kw.pop("defer_finish", None)
         kw.pop("allow_outside_links", None)
         return scan_chain(archive, opener=opener, **kw)
-    return scan_archive(archive, **kw)
+    res = scan_archive(archive, **kw)
+    if kw.get("dest") is None and res.metadata.get("backup_type") == INCREMENTAL_TYPE:
+        # an incremental under another name: what it inherits is only
+        # checked against its chain (its metadata decides, not its name)
+        kw.pop("defer_finish", None)
+        kw.pop("allow_outside_links", None)
+        return scan_chain(archive, opener=opener, **kw)
+    return res

@@ -544,3 +544,19 @@ def test_a_chain_symlink_in_a_folder_nothing_lists_is_restored(tmp_path):
     code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(target)])
     assert code == 0, (code, out, err)
     assert os.readlink(target / "d" / "e" / "link") == "../../top" and (target / "d" / "e" / "link").read_bytes() == b"T"
+
+
+def test_an_incremental_under_a_full_backups_name_is_verified_with_its_chain(tmp_path):
+    """Its metadata says incremental, its name does not, no index is beside
+    it, and its parent is gone: verify must read the chain (and fail), not
+    check it alone as a whole tree."""
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    newest = _chain(bk, [[file("a", b"A")]], [_rec("a", b"A")])
+    plain_name = bk / "app_project_20261129_100000.tar"
+    os.rename(newest.path, plain_name)
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(plain_name)])
+    assert code == 0, (code, out, err)  # its chain is whole: fine
+    os.unlink(bk / "app_project_20261129_000000.tar")
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(plain_name)])
+    assert code == 4 and "app_project_20261129_000000.tar" in out, (code, out, err)
