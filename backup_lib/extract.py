@@ -878,6 +878,7 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
         return first
     meta = first.metadata
     needed: dict[str, bytes] = {}  # file path -> the SHA-256 the newest manifest lists, not yet supplied
+    links: dict[str, list] = {}  # hard link target -> (path, size, sha256) of each link record
     leaf, leaf_kind = None, None  # the last path that is not a folder: a subtree of it would come right after it (tree order)
     for rec in iter_manifest(manifest):
         path = rec["path"]
@@ -885,6 +886,8 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
             raise IntegrityError(f"{archive}: its manifest puts {path!r} inside the {leaf_kind} {leaf!r}: no tree has both")
         if rec.get("type") != "dir":
             leaf, leaf_kind = path, rec.get("type")
+        if rec.get("type") == "hardlink":  # (checked against its target's record at the end)
+            links.setdefault(rec.get("target"), []).append((path, rec.get("size"), rec.get("sha256")))
         if rec.get("type") == "file" and first.actual.get(path, ("",))[0] != "file" and (dest is None or included(path)):
             try:
                 needed[path] = bytes.fromhex(rec["sha256"])
@@ -931,7 +934,7 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
     if needed:
         path = next(iter(needed))
         raise IntegrityError(f"{archive}: {len(needed)} files of its tree are in no archive of its chain (such as {path!r})")
-    return meta, packed, chain, written, members, bytes_read
+    return meta, packed, links, chain, written, members, bytes_read
 
 
 _DIR_ENTRY = ("dir", 0, None)
@@ -1012,7 +1015,7 @@ def scan_chain(
         shared.writers.finish()  # every file written before modes, times and links
     if isinstance(state, ScanResult):  # the newest archive fails verification
         return state
-    meta, packed, chain, written, members, bytes_read = state
+    meta, packed, links, chain, written, members, bytes_read = state
     made, modes = (shared.made, shared.modes) if shared else (set(), {})
     out = ScanResult(archive, metadata=meta, members=members, bytes_read=bytes_read)
     out.chain = chain
@@ -1026,6 +1029,14 @@ def scan_chain(
     for rec in iter_manifest(zlib.decompress(packed)):
         path, kind = rec["path"], rec.get("type")
         _implied_dirs(archive, path, kinds, actual, dest, made)
+        if kind == "hardlink" and kinds.get(rec.get("target")) != "file":
+            raise IntegrityError(f"{archive}: its manifest lists {path!r} as a hard link to {rec.get('target')!r}, "
+                                 "which is not a file listed before it")
+        if kind == "file" and path in links:
+            for link, size, sha in links[path]:
+                if size != rec.get("size") or sha != rec.get("sha256"):
+                    raise IntegrityError(f"{archive}: its manifest gives the hard link {link!r} another size or SHA-256 "
+                                         f"than {path!r}, the file it links to")
         kinds[path] = kind
         if kind == "dir":
             actual[path] = _DIR_ENTRY

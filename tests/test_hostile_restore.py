@@ -560,3 +560,24 @@ def test_an_incremental_under_a_full_backups_name_is_verified_with_its_chain(tmp
     os.unlink(bk / "app_project_20261129_000000.tar")
     code, out, err = run_cli(["backup.verify", "--backup-path", str(plain_name)])
     assert code == 4 and "app_project_20261129_000000.tar" in out, (code, out, err)
+
+
+@pytest.mark.parametrize("link", [
+    {"target": "s"},  # a symlink
+    {"target": "d"},  # a folder
+    {"target": "nothing"},
+    {"target": "f", "size": 5, "sha256": hashlib.sha256(b"other").hexdigest()},  # not the bytes of f
+], ids=["to-symlink", "to-folder", "to-nothing", "other-bytes"])
+def test_an_inherited_hard_link_record_must_match_the_file_it_links_to(tmp_path, link):
+    """What an incremental lists as a hard link and does not store is made
+    by the restore from its target: the target must be a file listed before
+    it, with the same size and SHA-256, or verify and restore fail."""
+    bk = tmp_path / "bk"
+    bk.mkdir()
+    rec = {"path": "h", "type": "hardlink", "mode": 0o644, "mtime_ns": 0, "size": 1, "sha256": hashlib.sha256(b"F").hexdigest(), **link}
+    newest = _chain(bk, [[file("f", b"F"), dir("d")]], [_rec("f", b"F"), {"path": "d", "type": "dir", "mode": 0o755, "mtime_ns": 0},
+                                                         _rec("s", target="f"), rec])
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(newest.path)])
+    assert code == 4 and "hard link" in out, (code, out, err)
+    code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(tmp_path / "t")])
+    assert code == 4 and "hard link" in err and not (tmp_path / "t").exists(), (code, out, err)
