@@ -85,6 +85,10 @@ def top_level(path: str) -> str:
 # ----------------------------------------------------------------- the diff
 
 
+def _octal(mode) -> str:
+    return f"{mode:o}" if type(mode) is int else repr(mode)
+
+
 def _entry(rec: dict) -> dict:
     """What a diff shows of a record: hard links are files (same content)."""
     kind = rec.get("type")
@@ -126,7 +130,7 @@ class Change:
         if "content" in self.what:
             notes.append(f"content, {_signed(self.size_delta)} bytes" if self.size_delta else "content")
         if "mode" in self.what:
-            notes.append(f"mode {self.old['mode']:o} -> {self.new['mode']:o}")
+            notes.append(f"mode {_octal(self.old['mode'])} -> {_octal(self.new['mode'])}")
         if "target" in self.what:
             notes.append(f"-> {display_path(self.new['target'])}, was -> {display_path(self.old['target'])}")
         return f"M  {shown}  ({'; '.join(notes)})"
@@ -415,6 +419,7 @@ def ls_line(rec: dict) -> str:
     except (TypeError, ValueError, OverflowError, OSError):
         when = "-" * 19
     size = rec.get("size", 0) if kind in ("file", "hardlink") else 0
+    size = size if type(size) is int else "?"  # (a manifest that does not verify)
     path = rec.get("path", "")
     line = f"{perms}  {size:>12}  {when}  {display_path(path + ('/' if kind == 'dir' else ''))}"
     if kind == "symlink":

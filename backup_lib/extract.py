@@ -605,6 +605,10 @@ def _compare(res: ScanResult, manifest: bytes, stamp: Callable[[str, str, int], 
         kind = rec.get("type")
         if kind != "dir":
             records += 1
+        mode, mtime = rec.get("mode"), rec.get("mtime_ns")
+        if ((mode is not None and (type(mode) is not int or not 0 <= mode <= 0o7777)) or (mtime is not None and type(mtime) is not int)
+                or (kind in ("file", "hardlink") and type(rec.get("size", 0)) is not int)):
+            errors.append(f"manifest entry {path!r} has a mode, time or size that is not a number in range")
         got = actual.get(path)
         if got is None:
             if not incremental:

@@ -581,3 +581,19 @@ def test_an_inherited_hard_link_record_must_match_the_file_it_links_to(tmp_path,
     assert code == 4 and "hard link" in out, (code, out, err)
     code, out, err = run_cli(["backup.restore", "--backup-path", str(newest.path), "--target-path", str(tmp_path / "t")])
     assert code == 4 and "hard link" in err and not (tmp_path / "t").exists(), (code, out, err)
+
+
+@pytest.mark.parametrize("field", [{"mode": "rw-r--r--"}, {"mode": -1}, {"mode": 0o170644}, {"mtime_ns": "0"}, {"size": [1]}],
+                         ids=["mode-text", "mode-negative", "mode-type-bits", "mtime-text", "size-list"])
+def test_manifest_values_that_are_not_numbers_in_range_fail_verification_and_never_crash_diff_or_ls(tmp_path, field):
+    a = forge(tmp_path / "app_project_20261129_010000.tar", [file("f", b"F")])
+    rec = {**_rec("f", b"F"), **field}
+    meta = {k: v for k, v in a.metadata.items() if k not in ("manifest_sha256", "structure_sha256", "metadata_sha256")}
+    b = forge(tmp_path / "app_project_20261129_020000.tar", [file("f", b"F")], records=[rec], metadata=meta)
+    code, out, err = run_cli(["backup.verify", "--backup-path", str(b.path)])
+    assert code == 4 and "not a number in range" in out, (code, out, err)
+    for args in (["backup.diff", "--backup-path", str(b.path), "--against", str(a.path)],
+                 ["backup.diff", "--backup-path", str(a.path), "--against", str(b.path), "--stat"],
+                 ["backup.ls", "--backup-path", str(b.path)], ["backup.ls", "--backup-path", str(b.path), "--json"]):
+        code, out, err = run_cli(args)
+        assert code in (0, 4) and "unexpected" not in err and "Traceback" not in err, (args, code, out, err)
