@@ -79,6 +79,27 @@ class Source:
         self._pos = n
         return self._buf[:n]
 
+    def read_whole(self, n: int) -> bytes | bytearray:
+        """``n`` bytes for keeping (the manifest): a large read grows one
+        buffer a piece at a time instead of joining pieces into a copy, so
+        it costs its own size once, not twice."""
+        if n <= CHUNK or self._pos + n <= len(self._buf):
+            return self.read(n)
+        out = bytearray(self._buf[self._pos :])
+        self._base += len(self._buf)
+        self._buf, self._pos = b"", 0
+        while len(out) < n:
+            more = self._pull(min(CHUNK, n - len(out)))
+            if not more:
+                raise IntegrityError(f"{self.path}: archive is truncated (at byte {self._base} of the tar stream)")
+            out += more
+            self._base += len(more)
+        if len(out) > n:  # (the pull gave more than asked: keep the rest as the buffer)
+            self._buf = bytes(out[n:])
+            self._base -= len(self._buf)
+            del out[n:]
+        return out
+
     def raw_read(self, n: int) -> bytes:
         """Up to ``n`` bytes, whatever is there (the end-of-archive check)."""
         if self._pos < len(self._buf):
@@ -253,7 +274,7 @@ class ArchiveReader:
                         yield from self._release(held)
                     before = structure.copy()
                     structure.update(header)
-                    data = src.read(size)
+                    data = src.read_whole(size)
                     self._padding(src, size, structure)
                     held.append((ti, data, before, header))
                     continue
