@@ -1690,14 +1690,47 @@ def _parse_errors_exit_2(program) -> None:
         try:
             parse_tasks()
         except ParseError as exc:
+            # Invoke's own flag that takes a value, last after a task (`backup.restore -b x -f`): Invoke says
+            # "Flag <Argument: config (f)> needed value and was not given one!".  Name it as a flag of invoke.
+            flag = _flag_without_value(program, exc)
+            if flag is not None:
+                raise Exit(_core_flag_line(flag, getattr(exc.context, "name", None), program.argv), code=EXIT_USAGE) from None
             raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
         for arg in program.core_via_tasks.args.values():
             if arg.got_value and arg.name != "help":
-                names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
-                raise Exit(f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name "
-                           f"(invoke --help TASK lists the task's flags)", code=EXIT_USAGE)
+                raise Exit(_core_flag_line(arg, program.tasks[0].name if program.tasks else None, program.argv),
+                           code=EXIT_USAGE)
 
     program.parse_tasks = parse_tasks_or_exit_2
+
+
+# What an old short flag that is now Invoke's own meant in a task (README "Short flags": -f was --force in
+# backup.restore and --from-sql in db.restore; both are now without -f).
+_OLD_SHORT_MEANT = {
+    ("f", "backup.restore"): "--force (-F)",
+    ("f", "db.restore"): "--from-sql or --force (-F)",
+}
+
+
+def _flag_without_value(program, exc):
+    """The core (Invoke's own) Argument a ParseError says got no value, else None."""
+    import re
+
+    m = re.match(r"Flag <Argument: ([\w-]+)", str(exc))
+    if not m or "needed value" not in str(exc):
+        return None
+    core = program.core[0].args if getattr(program, "core", None) else {}
+    return core.get(m.group(1))
+
+
+def _core_flag_line(arg, task_name: str | None, argv) -> str:
+    """One line: Invoke's flag ``arg`` came after the task; an old short flag of that task, what it is now."""
+    names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
+    meant = next((m for (short, task_), m in _OLD_SHORT_MEANT.items()
+                  if short in arg.names and task_ == task_name and f"-{short}" in (argv or ())), None)
+    hint = f"; {task_name}'s {meant} is probably what you meant" if meant else ""
+    return (f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name"
+            f"{hint} (invoke --help TASK lists the task's flags)")
 
 
 _preflight()

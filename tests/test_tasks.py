@@ -324,6 +324,22 @@ def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path)
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), (args, proc.stderr)
 
 
+def test_old_f_flag_last_after_a_task_names_what_it_became(tmp_path):
+    # -f is Invoke's --config, which takes a value: last on the line, Invoke's own message was
+    # "Flag <Argument: config (f)> needed value and was not given one!".
+    for args, meant in ((["backup.restore", "-b", "x", "-t", str(tmp_path / "y"), "-f"], ["--force"]),
+                        (["db.restore", "-b", "x", "-f"], ["--from-sql", "--force"]),
+                        (["db.restore", "-b", "x", "-f", "more"], ["--from-sql", "--force"])):
+        proc = run_subprocess(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1 and "Argument" not in proc.stderr, proc.stderr
+        assert "-f/--config is not a flag of the task but of invoke itself" in proc.stderr, proc.stderr
+        assert all(m in proc.stderr for m in meant), proc.stderr
+    proc = run_subprocess(["backup.list", "-c"], cwd=tmp_path)  # Invoke's --collection, no value
+    assert proc.returncode == 2 and "-c/--collection is not a flag of the task" in proc.stderr, proc.stderr
+    assert "probably" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
 def test_unknown_flag_or_task_is_exit_2(tmp_path):
     for args in (["backup.create", "--no-such-flag"], ["backup.nosuchtask"]):
         proc = run_subprocess(args, cwd=tmp_path)
