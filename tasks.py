@@ -483,8 +483,8 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
                              "--compression": compression, "--exclude": exclude, "--include": include,
-                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--push": push,
-                             "--identity": identity})
+                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--full": full,
+                             "--push": push, "--identity": identity})
     cfg = s["backup"]
     root = _root(s)
     result = create_backup(

@@ -351,6 +351,7 @@ def test_unknown_flag_or_task_is_exit_2(tmp_path):
     (["db.cleanup", "--max-backups", "many"], "--max-backups many"),
     (["backup.create", "--no-compress", "--compression", "zst"], "contradict"),
     (["db.backup", "--no-compress", "--compression", "gz"], "contradict"),
+    (["backup.create", "--incremental", "--full"], "--incremental and --full contradict each other"),
     (["backup.create", "--compression", ""], "--compression ''"),
 ])
 def test_bad_flag_values_are_exit_2(proj, args, needle):
