@@ -309,6 +309,80 @@ def test_readme_short_flag_table_is_the_one_in_tasks():
     assert table == {long: short for long, short in tasks.SHORT_FLAGS.items()}
 
 
+def every_task_flags() -> dict:
+    """{task: {long flag: short flag or None}} for every task, from the
+    parser contexts `invoke --help TASK` prints (as task_flags, in-process)."""
+    import re
+
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    out = {}
+    for ctx in tasks.ns.to_contexts():
+        flags = {}
+        for usage, _help in ctx.help_tuples():
+            m = re.match(r"(?:-(\w)(?: \w+)?, )?--([\w-]+)", usage)
+            flags[m.group(2)] = m.group(1)
+        out[ctx.name] = flags
+    return out
+
+
+def test_readme_short_flag_table_names_the_tasks_that_have_each_flag():
+    """Each row's tasks column, expanded ("all but X", "`verify` (both
+    `backup.*` and `db.*`)"), is exactly the tasks whose --help shows that
+    short flag."""
+    import re
+
+    by_task = every_task_flags()
+    assert task_flags("db.restore") == by_task["db.restore"]  # the same as --help prints
+    text = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `-(\w)` \| `--([\w-]+)` \| (.*) \|$", text, re.M)
+    assert rows
+    for short, long, cell in rows:
+        if cell.startswith("all"):
+            named = set(by_task) - set(re.findall(r"`([\w.-]+)`", cell))
+        else:
+            named = set()
+            for group in re.findall(r"((?:`[\w-]+`(?:, )?)+) \(both `backup\.\*` and `db\.\*`\)", cell):
+                named |= {f"{side}.{t}" for t in re.findall(r"`([\w-]+)`", group) for side in ("backup", "db")}
+            named |= set(re.findall(r"`((?:backup|db)\.[\w-]+)`", cell))
+        have = {task for task, flags in by_task.items() if flags.get(long) == short}
+        assert named == have, (f"-{short} --{long}", "README only:", sorted(named - have), "--help only:", sorted(have - named))
+    # and every short flag a task has is in the table
+    shorts = {(long, short) for flags in by_task.values() for long, short in flags.items() if short}
+    assert shorts == {(long, short) for short, long, _ in rows}
+
+
+def test_readme_tasks_table_lists_each_tasks_flags():
+    """The flags column of "Tasks and flags" against --help (the common
+    --project-root, --backup-dir, --json left out; "as `backup.cleanup`" and
+    "as above" rows take that task's flags)."""
+    import re
+
+    by_task = every_task_flags()
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("| task | flags | what it does |"):text.index("### Short flags")]
+    common = {"project-root", "backup-dir", "json"}
+    seen = set()
+    for line in section.splitlines()[2:]:
+        if not line.startswith("| `"):
+            continue
+        task_cell, flag_cell = line.split(" | ")[:2]
+        names = re.findall(r"`([\w-]+\.[\w-]+)`", task_cell)
+        like = re.findall(r"`([\w-]+\.[\w-]+)`", flag_cell) if flag_cell.startswith("as ") else []
+        for i, name in enumerate(names):
+            seen.add(name)
+            if flag_cell == "as above":
+                source = "backup." + name.split(".", 1)[1]
+            elif like:
+                source = like[i] if len(like) == len(names) else like[0]
+            else:
+                source = None
+            listed = set(by_task[source]) - common if source else set(re.findall(r"`--([\w-]+)", flag_cell)) - common
+            assert listed == set(by_task[name]) - common, (name, sorted(listed ^ (set(by_task[name]) - common)))
+    assert seen == set(by_task), sorted(set(by_task) - seen)
+
+
 def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path):
     _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
     bdir = os.path.dirname(json.loads(out)["backup_path"])
