@@ -1210,16 +1210,23 @@ def _pull(c, s, root, kind, bdir, remote_name, only, dry_run, json_) -> None:
 # ------------------------------------------------------------------ encryption
 
 
-@_task(help={"output": "where to write the new identity (a file that does not exist yet; kept 0600)"})
+@_task(help={"output": "where to write the new identity (a file that does not exist yet; kept 0600)",
+             "json_": JSON_HELP + ": {recipient, identity_file}"})
 @_run
-def keygen(c, output=None):
+def keygen(c, output=None, json_=False):
     """Write a new age identity and print its recipient (public key, for backup.encrypt_to)."""
     from backup_lib.archive.crypto import keygen as make_identity
     from backup_lib.errors import UsageError
 
     if not output:
         raise UsageError("--output is required: the file to write the new identity to")
-    recipient = make_identity(os.path.abspath(os.path.expanduser(output)))
+    path = os.path.abspath(os.path.expanduser(output))
+    recipient = make_identity(path)
+    if json_:
+        _json({"recipient": recipient, "identity_file": path})
+        sys.stderr.write(f"identity written to {output} (keep it safe, away from the backups); put the recipient in "
+                         "backup.encrypt_to\n")
+        return
     _out(recipient)
     sys.stderr.write(f"identity written to {output} (keep it safe, away from the backups); put the line above in "
                      "backup.encrypt_to\n")
