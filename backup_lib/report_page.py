@@ -316,7 +316,7 @@ def build_context(data: Mapping) -> dict:
 
     drills = []
     for kind, task in DRILL_TASKS.items():
-        recs = [r for r in history if r.get("task") == task]
+        recs = [r for r in history if r.get("task") == task and attempted(r)]  # exit 2: the drill never ran
         if recs:
             r = max(recs, key=lambda r: _time(r.get("end")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc))
             drills.append({"task": task, "outcome": r.get("outcome"), "cls": "ok" if r.get("outcome") == "success" else "bad",

@@ -197,6 +197,14 @@ def test_local_verify_state_counts_only_local_verifies_that_ran(tmp_path, monkey
     assert code == 2, err
     cell = verify_cell()
     assert "last verify failed" not in cell and "not verified" not in cell
+    # the same for a drill: a bad --timeout (exit 2) never ran, the last drill is the one that did
+    code, _, err = run_cli(["backup.drill", "-p", str(root), "--command", "true"])
+    assert code == 0, err
+    code, _, err = run_cli(["backup.drill", "-p", str(root), "--timeout", "soon"])
+    assert code == 2, err
+    verify_cell()
+    drills = Page(out_page.read_text()).text("drills")
+    assert "backup.drill" in drills and "success" in drills and "failure" not in drills and "soon" not in drills
 
 
 def test_report_flags_follow_the_short_flag_table():
