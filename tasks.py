@@ -1702,6 +1702,10 @@ def _parse_errors_exit_2(program) -> None:
             flag = _flag_without_value(program, exc)
             if flag is not None:
                 raise Exit(_core_flag_line(flag, getattr(exc.context, "name", None), program.argv), code=EXIT_USAGE) from None
+            own = _flag_without_value(program, exc, getattr(exc.context, "args", None) or {})
+            if own is not None:  # the task's own flag, last on the line: `backup.restore -b`
+                raise Exit(f"error: {_flag_names(own)} needs a value (invoke --help {exc.context.name} lists the task's flags)",
+                           code=EXIT_USAGE) from None
             raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
         for arg in program.core_via_tasks.args.values():
             if arg.got_value and arg.name != "help":
@@ -1719,20 +1723,26 @@ _OLD_SHORT_MEANT = {
 }
 
 
-def _flag_without_value(program, exc):
-    """The core (Invoke's own) Argument a ParseError says got no value, else None."""
+def _flag_without_value(program, exc, args=None):
+    """The Argument of ``args`` (default: Invoke's own, the core flags) that a
+    ParseError says got no value, else None."""
     import re
 
     m = re.match(r"Flag <Argument: ([\w-]+)", str(exc))
     if not m or "needed value" not in str(exc):
         return None
-    core = program.core[0].args if getattr(program, "core", None) else {}
-    return core.get(m.group(1))
+    if args is None:
+        args = program.core[0].args if getattr(program, "core", None) else {}
+    return next((a for a in args.values() if a.name == m.group(1)), None)
+
+
+def _flag_names(arg) -> str:
+    return "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
 
 
 def _core_flag_line(arg, task_name: str | None, argv) -> str:
     """One line: Invoke's flag ``arg`` came after the task; an old short flag of that task, what it is now."""
-    names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
+    names = _flag_names(arg)
     meant = next((m for (short, task_), m in _OLD_SHORT_MEANT.items()
                   if short in arg.names and task_ == task_name and f"-{short}" in (argv or ())), None)
     hint = f"; {task_name}'s {meant} is probably what you meant" if meant else ""

@@ -412,6 +412,10 @@ def test_old_f_flag_last_after_a_task_names_what_it_became(tmp_path):
     proc = run_subprocess(["backup.list", "-c"], cwd=tmp_path)  # Invoke's --collection, no value
     assert proc.returncode == 2 and "-c/--collection is not a flag of the task" in proc.stderr, proc.stderr
     assert "probably" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    # the task's own flag last, without its value: named, not Invoke's "Flag <Argument: backup_path (b)>"
+    proc = run_subprocess(["backup.restore", "-b"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == (
+        "error: -b/--backup-path needs a value (invoke --help backup.restore lists the task's flags)\n"), proc.stderr
 
 
 def test_unknown_flag_or_task_is_exit_2(tmp_path):
