@@ -483,8 +483,8 @@ def create(c, project_root=None, backup_dir=None, no_compress=False, compression
 
     s = _settings(c, backup={"--project-root": project_root, "--backup-dir": backup_dir, "--no-compress": no_compress,
                              "--compression": compression, "--exclude": exclude, "--include": include,
-                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--push": push,
-                             "--identity": identity})
+                             "--no-default-excludes": no_default_excludes, "--incremental": incremental, "--full": full,
+                             "--push": push, "--identity": identity})
     cfg = s["backup"]
     root = _root(s)
     result = create_backup(
@@ -1210,16 +1210,23 @@ def _pull(c, s, root, kind, bdir, remote_name, only, dry_run, json_) -> None:
 # ------------------------------------------------------------------ encryption
 
 
-@_task(help={"output": "where to write the new identity (a file that does not exist yet; kept 0600)"})
+@_task(help={"output": "where to write the new identity (a file that does not exist yet; kept 0600)",
+             "json_": JSON_HELP + ": {recipient, identity_file}"})
 @_run
-def keygen(c, output=None):
+def keygen(c, output=None, json_=False):
     """Write a new age identity and print its recipient (public key, for backup.encrypt_to)."""
     from backup_lib.archive.crypto import keygen as make_identity
     from backup_lib.errors import UsageError
 
     if not output:
         raise UsageError("--output is required: the file to write the new identity to")
-    recipient = make_identity(os.path.abspath(os.path.expanduser(output)))
+    path = os.path.abspath(os.path.expanduser(output))
+    recipient = make_identity(path)
+    if json_:
+        _json({"recipient": recipient, "identity_file": path})
+        sys.stderr.write(f"identity written to {output} (keep it safe, away from the backups); put the recipient in "
+                         "backup.encrypt_to\n")
+        return
     _out(recipient)
     sys.stderr.write(f"identity written to {output} (keep it safe, away from the backups); put the line above in "
                      "backup.encrypt_to\n")
@@ -1690,14 +1697,57 @@ def _parse_errors_exit_2(program) -> None:
         try:
             parse_tasks()
         except ParseError as exc:
+            # Invoke's own flag that takes a value, last after a task (`backup.restore -b x -f`): Invoke says
+            # "Flag <Argument: config (f)> needed value and was not given one!".  Name it as a flag of invoke.
+            flag = _flag_without_value(program, exc)
+            if flag is not None:
+                raise Exit(_core_flag_line(flag, getattr(exc.context, "name", None), program.argv), code=EXIT_USAGE) from None
+            own = _flag_without_value(program, exc, getattr(exc.context, "args", None) or {})
+            if own is not None:  # the task's own flag, last on the line: `backup.restore -b`
+                raise Exit(f"error: {_flag_names(own)} needs a value (invoke --help {exc.context.name} lists the task's flags)",
+                           code=EXIT_USAGE) from None
             raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
         for arg in program.core_via_tasks.args.values():
             if arg.got_value and arg.name != "help":
-                names = "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
-                raise Exit(f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name "
-                           f"(invoke --help TASK lists the task's flags)", code=EXIT_USAGE)
+                raise Exit(_core_flag_line(arg, program.tasks[0].name if program.tasks else None, program.argv),
+                           code=EXIT_USAGE)
 
     program.parse_tasks = parse_tasks_or_exit_2
+
+
+# What an old short flag that is now Invoke's own meant in a task (README "Short flags": -f was --force in
+# backup.restore and --from-sql in db.restore; both are now without -f).
+_OLD_SHORT_MEANT = {
+    ("f", "backup.restore"): "--force (-F)",
+    ("f", "db.restore"): "--from-sql or --force (-F)",
+}
+
+
+def _flag_without_value(program, exc, args=None):
+    """The Argument of ``args`` (default: Invoke's own, the core flags) that a
+    ParseError says got no value, else None."""
+    import re
+
+    m = re.match(r"Flag <Argument: ([\w-]+)", str(exc))
+    if not m or "needed value" not in str(exc):
+        return None
+    if args is None:
+        args = program.core[0].args if getattr(program, "core", None) else {}
+    return next((a for a in args.values() if a.name == m.group(1)), None)
+
+
+def _flag_names(arg) -> str:
+    return "/".join(("-" if len(n) == 1 else "--") + n for n in sorted(arg.names, key=len))
+
+
+def _core_flag_line(arg, task_name: str | None, argv) -> str:
+    """One line: Invoke's flag ``arg`` came after the task; an old short flag of that task, what it is now."""
+    names = _flag_names(arg)
+    meant = next((m for (short, task_), m in _OLD_SHORT_MEANT.items()
+                  if short in arg.names and task_ == task_name and f"-{short}" in (argv or ())), None)
+    hint = f"; {task_name}'s {meant} is probably what you meant" if meant else ""
+    return (f"error: {names} is not a flag of the task but of invoke itself, and goes before the task name"
+            f"{hint} (invoke --help TASK lists the task's flags)")
 
 
 _preflight()

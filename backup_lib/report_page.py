@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .errors import BackupError
 from .report import display_path, human_size
-from .status import DRILL_TASKS, parse_time as _time
+from .status import DRILL_TASKS, attempted, parse_time as _time
 
 __all__ = ["REPORT_NAME", "SCRIPT", "default_report_path", "gather", "build_context", "render", "write_page", "chains",
            "folder_sizes", "verify_states", "line_chart", "inside_project"]
@@ -116,12 +116,17 @@ def folder_sizes(manifest: bytes) -> list[dict]:
 VERIFY_TASK = {"project": "backup.verify", "db": "db.verify"}
 
 
-def verify_states(rows: Sequence[Mapping], history: Sequence[Mapping], kind: str) -> list[dict]:
+def verify_states(rows: Sequence[Mapping], history: Sequence[Mapping], kind: str, remote: str | None = None) -> list[dict]:
     """Per backup: the outcome of the last verify run of its kind that ended
     after it was made (``ok``, ``failed``, or ``never``) and when.  A run
     that failed may have failed on another backup: the page says "last
-    verify failed", not that this one is damaged."""
-    runs = sorted(((t, r) for r in history if r.get("task") == VERIFY_TASK.get(kind) and (t := _time(r.get("end")))),
+    verify failed", not that this one is damaged.  Local backups
+    (``remote`` None) count only verify runs without a remote (``backup.verify
+    --remote nas`` checked the copies, not them); a remote's copies only that
+    remote's runs.  A run that ended with exit 2 (a usage error) verified
+    nothing and does not count (as in ``backup.status``)."""
+    runs = sorted(((t, r) for r in history if r.get("task") == VERIFY_TASK.get(kind) and (r.get("remote") or None) == remote
+                   and attempted(r) and (t := _time(r.get("end")))),
                   key=lambda tr: tr[0])
     out = []
     for row in rows:
@@ -311,7 +316,7 @@ def build_context(data: Mapping) -> dict:
 
     drills = []
     for kind, task in DRILL_TASKS.items():
-        recs = [r for r in history if r.get("task") == task]
+        recs = [r for r in history if r.get("task") == task and attempted(r)]  # exit 2: the drill never ran
         if recs:
             r = max(recs, key=lambda r: _time(r.get("end")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc))
             drills.append({"task": task, "outcome": r.get("outcome"), "cls": "ok" if r.get("outcome") == "success" else "bad",

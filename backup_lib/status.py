@@ -35,6 +35,10 @@ worse: missing (nothing to restore) > failed (something broke and needs a
 person) > stale (the job stopped running) > shrunk (a warning about
 content).
 
+A run that ended with exit 2 (a usage or configuration error: nothing was
+attempted) is recorded, and shown as the last failure, but it counts as
+neither a verify nor a run of its task (:func:`attempted`).
+
 Safety backups (taken by ``db.restore`` before it swaps the database) are
 not the scheduled job's output and are left out of the evaluation.
 
@@ -101,6 +105,16 @@ DRILL_TASKS = {"project": "backup.drill", "db": "db.drill"}
 # The tasks a schedule runs: their last run failing is a problem.  A failed
 # restore (a typo, a non-empty target) is shown as the last failure only.
 SCHEDULED_TASKS = ("backup.create", "db.backup", "backup.cleanup", "db.cleanup", *DRILL_TASKS.values(), "backup.push", "db.push")
+# A run that ended with exit 2 (a usage or configuration error: no remote
+# configured, a missing identity file, a typo'd flag) attempted nothing: it
+# stays in the history and is shown as the last failure, but it is not a
+# verify or a scheduled run of the backups, failed or otherwise.
+EXIT_USAGE = 2
+
+
+def attempted(rec: Mapping) -> bool:
+    """Did this run get as far as working on backups (not exit 2)?"""
+    return rec.get("exit_code") != EXIT_USAGE
 
 
 # ---------------------------------------------------------------- durations
@@ -382,8 +396,9 @@ def _evaluate_kind(kind: str, rows: Sequence[Mapping], recs: Sequence[Mapping], 
     # the last run of each task, the last verify, failure, drill
     last_by_task: dict[str, Mapping] = {}
     for rec in recs:
-        last_by_task[str(rec.get("task"))] = rec  # oldest first: the last one wins
-    verifies = [r for r in recs if r.get("task") in VERIFY_TASKS]
+        if attempted(rec):  # a usage error (exit 2) neither fails a task nor hides its last real run
+            last_by_task[str(rec.get("task"))] = rec  # oldest first: the last one wins
+    verifies = [r for r in recs if r.get("task") in VERIFY_TASKS and attempted(r)]
     last_verify = verifies[-1] if verifies else None
     ok_verifies = [r for r in verifies if r.get("outcome") == "success"]
     last_ok_verify = ok_verifies[-1] if ok_verifies else None

@@ -131,6 +131,10 @@ def test_contradicting_flags_are_refused():
     assert values["backup"]["compression"] == "none"
     values, _ = settings(flags={"db": {"--no-compress": True, "--no-sql-dump": True}})
     assert values["db"]["compression"] == "none" and values["db"]["sql_dump"] is False
+    with pytest.raises(UsageError, match=r"^--incremental and --full contradict each other: give one$"):
+        settings(flags={"backup": {"--incremental": True, "--full": True}})
+    values, _ = settings(FileSource("f", {"backup": {"incremental": "auto"}}), flags={"backup": {"--full": True}})
+    assert values["backup"]["incremental"] == "false"  # --full wins over the configuration
     with pytest.raises(UsageError, match=r"invalid --compression '': expected one of gz, zst, none"):
         settings(flags={"backup": {"--compression": ""}})
     with pytest.raises(UsageError, match=r"--retention-days 1000000: expected a whole number of days from 0 to 36500"):

@@ -226,6 +226,12 @@ def test_keygen_task_and_bad_recipients(tmp_path, tree, monkeypatch):
     assert code == 0 and out.strip().startswith("age1") and stat.S_IMODE(os.stat(out_key).st_mode) == 0o600
     code, _, err = run("backup.keygen", "--output", str(out_key))
     assert code == 2 and "already exists" in err
+    code, out, err = run("backup.keygen", "-O", str(tmp_path / "json.key"), "-j")
+    assert code == 0, err
+    made = json.loads(out)  # stdout is the JSON document only; the advice goes to stderr
+    assert made == {"recipient": made["recipient"], "identity_file": str(tmp_path / "json.key")}
+    assert made["recipient"].startswith("age1") and "backup.encrypt_to" in err
+    assert (tmp_path / "json.key").read_text().count(made["recipient"]) == 1  # the key file names its recipient
     configure(tmp_path, monkeypatch, "backup:\n  encrypt_to: ['AGE-SECRET-KEY-1ABC']\n")
     code, _, err = run("backup.create", "-p", str(tree))
     assert code == 2 and "secret key" in err and not (tree / "backups").exists()

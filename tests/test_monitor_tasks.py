@@ -132,3 +132,24 @@ def test_status_task_exit_codes_json_and_prometheus(proj, tmp_path):
     yaml(proj, "status:\n  max_age: soon\n")
     code, _, err = run_cli(["backup.status", "-p", str(proj)])
     assert code == 2 and "max_age" in err
+
+
+def test_a_usage_error_is_recorded_with_exit_2_but_leaves_status_ok(proj, tmp_path):
+    run_cli(["backup.create", "-p", str(proj)])
+    code, _, err = run_cli(["backup.verify", "-p", str(proj)])
+    assert code == 0, err
+    code, _, err = run_cli(["backup.push", "-p", str(proj)])  # no remotes configured
+    assert code == 2 and "no remotes configured" in err
+    code, _, err = run_cli(["backup.verify", "-p", str(proj), "-I", str(tmp_path / "typo.key")])
+    assert code == 2, err
+    recs = history(proj)
+    assert [(r["task"], r["exit_code"]) for r in recs[-2:]] == [("backup.push", 2), ("backup.verify", 2)]
+    code, out, err = run_cli(["backup.status", "-p", str(proj), "--json"])
+    assert code == 0, (out, err)
+    report = json.loads(out)
+    assert report["problems"] == [] and report["kinds"]["project"]["last_verify"]["outcome"] == "success"
+    assert report["kinds"]["project"]["last_failure"]["exit_code"] == 2
+    code, _, err = run_cli(["backup.report", "-p", str(proj), "-O", str(tmp_path / "r.html")])
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "last backup.push failed" not in page and "last project verify failed" not in page

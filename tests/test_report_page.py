@@ -169,6 +169,44 @@ def test_an_empty_project_still_gets_a_page(tmp_path):
     assert "missing" in page.text("status")
 
 
+def test_local_verify_state_counts_only_local_verifies_that_ran(tmp_path, monkeypatch):
+    root = tmp_path / "shop"
+    write_tree(root, {"app.py": "print(1)\n"})
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "remotes.yaml"
+    conf.write_text(f"remotes:\n  nas: {{url: '{nas}'}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    out_page = tmp_path / "r.html"
+    for args in (["backup.create"], ["backup.push", "-R", "nas"], ["backup.verify", "-R", "nas"]):
+        code, _, err = run_cli([*args, "-p", str(root)])
+        assert code == 0, (args, err)
+
+    def verify_cell():
+        code, _, err = run_cli(["backup.report", "-p", str(root), "-O", str(out_page)])
+        assert code == 0, err
+        return Page(out_page.read_text()).text("backups-project")
+
+    # only the copy on nas was checked: the local backup is not verified (as backup.status says)
+    assert "not verified" in verify_cell() and "ok" not in verify_cell().split("full", 1)[1]
+    code, _, err = run_cli(["backup.verify", "-p", str(root)])
+    assert code == 0, err
+    assert "not verified" not in verify_cell()
+    # a verify that stopped at a usage error (a missing identity file, exit 2) checked nothing
+    code, _, err = run_cli(["backup.verify", "-p", str(root), "-I", str(tmp_path / "typo.key")])
+    assert code == 2, err
+    cell = verify_cell()
+    assert "last verify failed" not in cell and "not verified" not in cell
+    # the same for a drill: a bad --timeout (exit 2) never ran, the last drill is the one that did
+    code, _, err = run_cli(["backup.drill", "-p", str(root), "--command", "true"])
+    assert code == 0, err
+    code, _, err = run_cli(["backup.drill", "-p", str(root), "--timeout", "soon"])
+    assert code == 2, err
+    verify_cell()
+    drills = Page(out_page.read_text()).text("drills")
+    assert "backup.drill" in drills and "success" in drills and "failure" not in drills and "soon" not in drills
+
+
 def test_report_flags_follow_the_short_flag_table():
     import tasks
 

@@ -148,6 +148,28 @@ def test_failed_or_incomplete_scheduled_run_but_not_a_failed_restore():
     assert [p["kind"] for p in evaluate(backups, history, now=NOW)["problems"]] == ["project", "db"]
 
 
+def test_a_usage_error_exit_2_is_recorded_but_is_no_backup_failure():
+    backups, history = healthy()
+    # a push with no remotes configured, a verify with a missing identity file: nothing was attempted
+    history.append(run("backup.push", 0.5 * H, "failure", exit_code=2, error="no remotes configured"))
+    history.append(run("backup.verify", 0.4 * H, "failure", exit_code=2, error="identity file /tmp/typo.key is missing"))
+    history.append(run("db.drill", 0.3 * H, "failure", exit_code=2, error="--timeout: not a duration"))
+    rep = evaluate(backups, history, now=NOW)
+    assert (rep["status"], rep["exit_code"], rep["problems"]) == ("ok", 0, [])
+    project = rep["kinds"]["project"]
+    # shown as the last failure (like a failed restore), not as the last verify or the last push
+    assert project["last_failure"]["task"] == "backup.verify" and project["last_failure"]["exit_code"] == 2
+    assert project["last_verify"]["outcome"] == "success" and "backup.push" not in project["last_runs"]
+    # a real failure before the usage error still counts: exit 2 does not hide it
+    history.append(run("backup.push", 0.2 * H, "failure", exit_code=1, error="bucket is missing"))
+    history.append(run("backup.push", 0.1 * H, "failure", exit_code=2, error="no remote named 'nsa'"))
+    history.append(run("backup.verify", 0.15 * H, "failure", exit_code=4, error="bad seal"))
+    history.append(run("backup.verify", 0.05 * H, "failure", exit_code=2, error="identity file missing"))
+    rep = evaluate(backups, history, now=NOW)
+    assert codes(rep) == ["run_failed", "verify_failed"]
+    assert "bucket is missing" in " ".join(p["message"] for p in rep["problems"])
+
+
 def test_verify_too_old_or_never_is_stale_unless_turned_off():
     backups, history = healthy()
     history = [r for r in history if not r["task"].endswith("verify")]

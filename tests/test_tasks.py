@@ -309,6 +309,80 @@ def test_readme_short_flag_table_is_the_one_in_tasks():
     assert table == {long: short for long, short in tasks.SHORT_FLAGS.items()}
 
 
+def every_task_flags() -> dict:
+    """{task: {long flag: short flag or None}} for every task, from the
+    parser contexts `invoke --help TASK` prints (as task_flags, in-process)."""
+    import re
+
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    out = {}
+    for ctx in tasks.ns.to_contexts():
+        flags = {}
+        for usage, _help in ctx.help_tuples():
+            m = re.match(r"(?:-(\w)(?: \w+)?, )?--([\w-]+)", usage)
+            flags[m.group(2)] = m.group(1)
+        out[ctx.name] = flags
+    return out
+
+
+def test_readme_short_flag_table_names_the_tasks_that_have_each_flag():
+    """Each row's tasks column, expanded ("all but X", "`verify` (both
+    `backup.*` and `db.*`)"), is exactly the tasks whose --help shows that
+    short flag."""
+    import re
+
+    by_task = every_task_flags()
+    assert task_flags("db.restore") == by_task["db.restore"]  # the same as --help prints
+    text = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| `-(\w)` \| `--([\w-]+)` \| (.*) \|$", text, re.M)
+    assert rows
+    for short, long, cell in rows:
+        if cell.startswith("all"):
+            named = set(by_task) - set(re.findall(r"`([\w.-]+)`", cell))
+        else:
+            named = set()
+            for group in re.findall(r"((?:`[\w-]+`(?:, )?)+) \(both `backup\.\*` and `db\.\*`\)", cell):
+                named |= {f"{side}.{t}" for t in re.findall(r"`([\w-]+)`", group) for side in ("backup", "db")}
+            named |= set(re.findall(r"`((?:backup|db)\.[\w-]+)`", cell))
+        have = {task for task, flags in by_task.items() if flags.get(long) == short}
+        assert named == have, (f"-{short} --{long}", "README only:", sorted(named - have), "--help only:", sorted(have - named))
+    # and every short flag a task has is in the table
+    shorts = {(long, short) for flags in by_task.values() for long, short in flags.items() if short}
+    assert shorts == {(long, short) for short, long, _ in rows}
+
+
+def test_readme_tasks_table_lists_each_tasks_flags():
+    """The flags column of "Tasks and flags" against --help (the common
+    --project-root, --backup-dir, --json left out; "as `backup.cleanup`" and
+    "as above" rows take that task's flags)."""
+    import re
+
+    by_task = every_task_flags()
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("| task | flags | what it does |"):text.index("### Short flags")]
+    common = {"project-root", "backup-dir", "json"}
+    seen = set()
+    for line in section.splitlines()[2:]:
+        if not line.startswith("| `"):
+            continue
+        task_cell, flag_cell = line.split(" | ")[:2]
+        names = re.findall(r"`([\w-]+\.[\w-]+)`", task_cell)
+        like = re.findall(r"`([\w-]+\.[\w-]+)`", flag_cell) if flag_cell.startswith("as ") else []
+        for i, name in enumerate(names):
+            seen.add(name)
+            if flag_cell == "as above":
+                source = "backup." + name.split(".", 1)[1]
+            elif like:
+                source = like[i] if len(like) == len(names) else like[0]
+            else:
+                source = None
+            listed = set(by_task[source]) - common if source else set(re.findall(r"`--([\w-]+)", flag_cell)) - common
+            assert listed == set(by_task[name]) - common, (name, sorted(listed ^ (set(by_task[name]) - common)))
+    assert seen == set(by_task), sorted(set(by_task) - seen)
+
+
 def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path):
     _, out, _ = cli("backup.create", "--project-root", str(proj), "--json")
     bdir = os.path.dirname(json.loads(out)["backup_path"])
@@ -324,6 +398,26 @@ def test_old_short_flags_fail_loudly_instead_of_changing_meaning(proj, tmp_path)
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: "), (args, proc.stderr)
 
 
+def test_old_f_flag_last_after_a_task_names_what_it_became(tmp_path):
+    # -f is Invoke's --config, which takes a value: last on the line, Invoke's own message was
+    # "Flag <Argument: config (f)> needed value and was not given one!".
+    for args, meant in ((["backup.restore", "-b", "x", "-t", str(tmp_path / "y"), "-f"], ["--force"]),
+                        (["db.restore", "-b", "x", "-f"], ["--from-sql", "--force"]),
+                        (["db.restore", "-b", "x", "-f", "more"], ["--from-sql", "--force"])):
+        proc = run_subprocess(args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1 and "Argument" not in proc.stderr, proc.stderr
+        assert "-f/--config is not a flag of the task but of invoke itself" in proc.stderr, proc.stderr
+        assert all(m in proc.stderr for m in meant), proc.stderr
+    proc = run_subprocess(["backup.list", "-c"], cwd=tmp_path)  # Invoke's --collection, no value
+    assert proc.returncode == 2 and "-c/--collection is not a flag of the task" in proc.stderr, proc.stderr
+    assert "probably" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    # the task's own flag last, without its value: named, not Invoke's "Flag <Argument: backup_path (b)>"
+    proc = run_subprocess(["backup.restore", "-b"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == (
+        "error: -b/--backup-path needs a value (invoke --help backup.restore lists the task's flags)\n"), proc.stderr
+
+
 def test_unknown_flag_or_task_is_exit_2(tmp_path):
     for args in (["backup.create", "--no-such-flag"], ["backup.nosuchtask"]):
         proc = run_subprocess(args, cwd=tmp_path)
@@ -335,6 +429,7 @@ def test_unknown_flag_or_task_is_exit_2(tmp_path):
     (["db.cleanup", "--max-backups", "many"], "--max-backups many"),
     (["backup.create", "--no-compress", "--compression", "zst"], "contradict"),
     (["db.backup", "--no-compress", "--compression", "gz"], "contradict"),
+    (["backup.create", "--incremental", "--full"], "--incremental and --full contradict each other"),
     (["backup.create", "--compression", ""], "--compression ''"),
 ])
 def test_bad_flag_values_are_exit_2(proj, args, needle):
