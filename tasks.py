@@ -743,7 +743,9 @@ def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, do
     else:
         for r in reports:
             _out(f"ok      {remote.name}:{r.archive}" if r.ok else f"FAILED  {remote.name}:{r.archive}: {r.errors[0]}")
-        if not download:
+        if not download and remote.storage.kind == "folder":
+            sys.stderr.write("checked: size and SHA-256 of each copy's bytes against its upload (--download also reads the archives' contents)\n")
+        elif not download:
             sys.stderr.write("checked: size and SHA-256 of each copy against its upload (--download reads the contents)\n")
     if failed:
         raise Exit(f"error: {len(failed)} of {len(reports)} backups on {remote.name} failed verification: "

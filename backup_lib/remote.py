@@ -535,8 +535,10 @@ def plan_push(local: Iterable[LocalBackup], remote: dict[str, RemoteState], *, o
     """What a push does with each local backup, oldest first.
 
     * not on the remote: upload;
-    * there with the same size and SHA-256: nothing, or only its index
-      when that is missing or wrong;
+    * there with the same size and SHA-256 recorded at upload: nothing, or
+      only its index when that is missing or wrong (the copy's bytes are
+      not read: on a NAS that would be every file on every push; ``verify
+      --remote`` reads them);
     * there with the same SHA-256 recorded but another size: a damaged copy
       of this very backup: upload again;
     * there with another SHA-256, or none recorded: a conflict (another
@@ -553,7 +555,7 @@ def plan_push(local: Iterable[LocalBackup], remote: dict[str, RemoteState], *, o
         same_digest = state.sha256 == lb.sha256
         if same_digest and state.size == lb.size:
             if state.index_sha256 == lb.sha256 and state.index_size == lb.size:
-                steps.append(Step(lb.archive, lb.key, "skip", "on the remote, same size and SHA-256", lb.size))
+                steps.append(Step(lb.archive, lb.key, "skip", "on the remote, same size and SHA-256 recorded at upload", lb.size))
             else:
                 steps.append(Step(lb.archive, lb.key, "index", "on the remote, without its index", lb.size))
         elif same_digest:
@@ -876,7 +878,8 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
 def check_object(rb: RemoteBackup, info: ObjectInfo | None) -> list[str]:
     """What is wrong with a remote backup, from its index and a fresh stat of
     its object (empty: the object is there, with the size, SHA-256 and storage
-    checksum recorded at upload)."""
+    checksum recorded at upload, and, when the stat hashed its bytes, that
+    SHA-256)."""
     problems = []
     if info is None:
         return ["the archive is missing (only its index is there)" if rb.index else "the archive is missing"]
@@ -891,6 +894,9 @@ def check_object(rb: RemoteBackup, info: ObjectInfo | None) -> list[str]:
         problems.append("no SHA-256 recorded with the object (replaced by another tool?)")
     elif info.sha256 != rb.index["archive_sha256"]:
         problems.append(f"SHA-256 recorded with the object ({info.sha256}) differs from the one at upload ({rb.index['archive_sha256']})")
+    if info.content_sha256 is not None and info.content_sha256 != rb.index["archive_sha256"]:
+        problems.append(f"the copy's bytes hash to {info.content_sha256}, {rb.index['archive_sha256']} was recorded at upload: "
+                        f"it is damaged on the remote")
     recorded = rb.index.get("checksum")
     if recorded and not info.checksum:
         problems.append("the storage no longer reports the checksum it had at upload (the object was replaced)")
@@ -915,7 +921,8 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
                   check_stream: Callable[[HashingReader, RemoteBackup], list[str]] | None = None,
                   workers: int = 8) -> list[RemoteVerifyReport]:
     """Check each remote backup: by default its object's size, recorded
-    SHA-256 and storage checksum against its index (no download).
+    SHA-256 and storage checksum against its index (no download; a folder
+    remote keeps no checksum of its own, so its files are read and hashed).
 
     ``download=True`` streams every archive through ``check_stream(stream,
     backup)`` (the full verification: it returns the problems it found),
@@ -928,7 +935,11 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
         raise NotFoundError(f"no {kind} backups of {name} on remote {remote.name}")
 
     def one(rb: RemoteBackup) -> RemoteVerifyReport:
-        info = remote.storage.stat(rb.key) if rb.object is not None else None
+        # Without --download, the storage's own checksum of the bytes it
+        # holds (a folder's: its file hashed now); with it, the download
+        # hashes every byte anyway.
+        stat = remote.storage.stat if download else remote.storage.stat_checksum
+        info = stat(rb.key) if rb.object is not None else None
         problems = check_object(rb, info)
         fetched = False
         if download and info is not None and not problems:
@@ -939,7 +950,8 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
                 fetched = True
         return RemoteVerifyReport(rb.archive, rb.key, not problems, tuple(problems), fetched)
 
-    with ThreadPoolExecutor(max(1, min(workers, len(backups), 2 if download else workers))) as ex:
+    reads = download or remote.storage.kind == "folder"  # whole files read: a few at a time
+    with ThreadPoolExecutor(max(1, min(workers, len(backups), 2 if reads else workers))) as ex:
         return list(ex.map(one, backups))
 
 

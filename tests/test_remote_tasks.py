@@ -280,3 +280,24 @@ def test_drills_read_the_newest_backup_and_its_chain_from_the_remote(proj, tmp_p
     assert steps[:3] == ["restore", "integrity_check", "row_counts"]
     code, out, err = cli("db.drill", "-p", str(proj), "-R", "offsite")
     assert code == 1 and "no database backups to drill on remote offsite" in err
+
+
+def test_verify_of_a_folder_remote_hashes_each_copy_and_push_says_what_it_compared(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    copy = tmp_path / "nas" / "shop" / "project" / name
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 0 and out.startswith("ok") and "each copy's bytes" in err
+    # one byte changed on the NAS, in place: same size, the .sha256 and the index untouched
+    with open(copy, "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"X")
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 4 and out.startswith("FAILED") and "damaged on the remote" in out, (out, err)
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if ln.startswith("error")] == [err.splitlines()[-1]]
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas", "--json")
+    assert code == 4 and json.loads(out)[0]["ok"] is False
+    # push compares what was recorded at upload, and says so
+    code, out, err = cli("backup.push", "-p", str(proj), "-R", "nas")
+    assert code == 0 and "recorded at upload" in out

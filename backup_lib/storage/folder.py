@@ -164,6 +164,61 @@ class FolderStorage(Storage):
         return ObjectInfo(key, st.st_size, hexdigest, None, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime)
 
     # -- reading ---------------------------------------------------------------
+    def _open_file(self, path: str, key: str) -> int:
+        """A descriptor on the regular file at ``path``, never through a
+        symlink and never blocking on a FIFO or a device (O_NOFOLLOW,
+        O_NONBLOCK, then blocking again).  Anything else than a regular file
+        is an IntegrityError (exit 4): not something this toolkit wrote."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.check()
+            raise ObjectNotFoundError(f"{self.label}: {key} is not on the remote") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IntegrityError(f"{self.label}: {key} is a symlink, not a file this toolkit wrote: not a backup") from None
+            raise self._error(exc, "reading", path) from None
+        try:
+            st = os.fstat(fd)
+            if not _stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"{self.label}: {key} is not a regular file (a FIFO, device or folder): not a backup")
+            os.set_blocking(fd, True)
+        except OSError as exc:
+            os.close(fd)
+            raise self._error(exc, "reading", path) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def stat_checksum(self, key: str) -> ObjectInfo | None:
+        """The file's size and recorded SHA-256, and the SHA-256 of its
+        bytes, read now (streamed: constant memory)."""
+        path = self._path(key)
+        try:
+            fd = self._open_file(path, key)
+        except ObjectNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            digest = hashlib.sha256()
+            buf = bytearray(_CHUNK)
+            stopping = self.stopping
+            with open(fd, "rb", buffering=0, closefd=False) as fh:
+                while True:
+                    if stopping.is_set():
+                        raise KeyboardInterrupt
+                    n = fh.readinto(buf)
+                    if not n:
+                        break
+                    digest.update(memoryview(buf)[:n])
+        except OSError as exc:
+            raise self._error(exc, "reading", path) from None
+        finally:
+            os.close(fd)
+        return ObjectInfo(key, st.st_size, self._recorded(path), None, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime,
+                          content_sha256=digest.hexdigest())
+
     def _recorded(self, path: str) -> str | None:
         try:
             with open(path + SIDECAR_SUFFIX, "rb") as fh:
