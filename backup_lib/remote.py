@@ -38,6 +38,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .archive.reader import METADATA_LIMIT
 from .errors import BackupError, IntegrityError, LockedError, NotFoundError, ObjectNotFoundError, UsageError
 from .metadata import SUMMARY_FIELDS
 from .storage import ObjectInfo, Storage, TransferSettings, checksums_agree, open_storage
@@ -84,6 +85,9 @@ __all__ = [
 ]
 
 INDEX_FORMAT = 1
+# An index is its archive's metadata (at most METADATA_LIMIT in the archive,
+# indented there, compact here) and a few fields: anything larger is not one.
+INDEX_LIMIT = METADATA_LIMIT + (1 << 20)
 STALE_UPLOAD_SECONDS = 24 * 3600  # an unfinished upload this old is abandoned
 KINDS = ("project", "db")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -406,15 +410,20 @@ def _fetch_indexes(remote: Remote, listing: Listing, name: str, kind: str) -> di
     def get(item):
         archive, obj = item
         try:
-            return archive, obj, remote.storage.get_bytes(obj.key)
+            return archive, obj, remote.storage.get_bytes(obj.key, limit=INDEX_LIMIT)
         except ObjectNotFoundError:
             return archive, obj, None
+        except IntegrityError as exc:  # not a regular file, or too large to be an index
+            return archive, obj, exc
 
     if todo:
         with ThreadPoolExecutor(min(16, len(todo))) as ex:
             for archive, obj, data in ex.map(get, todo):
                 if data is None:
                     out[archive] = (None, "its index vanished while being read")
+                    continue
+                if isinstance(data, IntegrityError):
+                    out[archive] = (None, f"its index cannot be read: {str(data).removeprefix(remote.label + ': ')}")
                     continue
                 index, error = _parse_index(data, archive)
                 out[archive] = (index, error)
@@ -468,7 +477,7 @@ def remote_info(remote: Remote, name: str, kind: str, archive: str) -> dict:
         raise UsageError(f"{archive!r} is not named as a {kind} backup of {name}")
     key = archive_key(name, kind, archive)
     try:
-        data = remote.storage.get_bytes(key + INDEX_SUFFIX)
+        data = remote.storage.get_bytes(key + INDEX_SUFFIX, limit=INDEX_LIMIT)
     except ObjectNotFoundError:
         if remote.storage.stat(key) is None:
             raise NotFoundError(f"backup {archive} is not on remote {remote.name}") from None

@@ -1,8 +1,10 @@
 """Remotes as the tasks use them: configured in invoke.yaml, against a real
 S3 server (moto's, on 127.0.0.1) and a folder."""
 
+import contextlib
 import json
 import os
+import signal
 
 import pytest
 
@@ -301,3 +303,72 @@ def test_verify_of_a_folder_remote_hashes_each_copy_and_push_says_what_it_compar
     # push compares what was recorded at upload, and says so
     code, out, err = cli("backup.push", "-p", str(proj), "-R", "nas")
     assert code == 0 and "recorded at upload" in out
+
+
+@contextlib.contextmanager
+def deadline(seconds=20):
+    """Fail (instead of hanging the suite) when a read blocks on a FIFO."""
+    def expired(*_):
+        raise TimeoutError(f"blocked for {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def sparse_2gb(path):
+    with open(path, "wb") as fh:
+        fh.truncate(2 << 30)  # a hole: no disk used
+
+
+def test_hostile_files_on_a_folder_remote_are_one_line_and_exit_4(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    folder = tmp_path / "nas" / "shop" / "project"
+    index = folder / (name + ".index.json")
+    archive = folder / name
+    good_index, good_archive = index.read_bytes(), archive.read_bytes()
+
+    def one_error_line(err):
+        assert "Traceback" not in err and "unexpected" not in err and "please report" not in err, err
+        assert [ln for ln in err.splitlines() if ln.startswith("error")] == [err.strip().splitlines()[-1]], err
+
+    # the index: a FIFO (would block forever), a symlink to /dev/zero (endless), a sparse 2 GB file
+    for make, why in ((os.mkfifo, "not a regular file"), (lambda p: os.symlink("/dev/zero", p), "symlink"),
+                      (sparse_2gb, "more than")):
+        index.unlink()
+        make(str(index))
+        with deadline():
+            code, out, err = cli("backup.info", "-p", str(proj), "-R", "nas", "-b", name)
+            assert code == 4 and why in err, (why, err)
+            one_error_line(err)
+            code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+            assert code == 4 and out.startswith("FAILED"), (why, out, err)
+            one_error_line(err)
+            code, out, err = cli("backup.pull", "-p", str(tmp_path / "elsewhere"), "-R", "nas", "-b", name)
+            assert code != 0 and "Traceback" not in err and "please report" not in err, (why, err)
+    index.unlink()
+    index.write_bytes(good_index)
+    # the archive: a FIFO, then a symlink to /dev/zero
+    for make, why in ((os.mkfifo, "not a regular file"), (lambda p: os.symlink("/dev/zero", p), "symlink")):
+        archive.unlink()
+        make(str(archive))
+        with deadline():
+            code, out, err = cli("backup.restore", "-p", str(proj), "-R", "nas", "-b", name, "-t", str(tmp_path / "out"))
+            assert code == 4 and why in err, (why, err)
+            one_error_line(err)
+            assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    archive.unlink()
+    archive.write_bytes(good_archive)
+    # a FIFO for the .sha256 sidecar: no SHA-256 recorded, never a hang
+    sidecar = folder / (name + ".sha256")
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    with deadline():
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 4 and "no SHA-256 recorded" in out

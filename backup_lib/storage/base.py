@@ -318,9 +318,22 @@ class Storage:
         streaming verify or restore reads from)."""
         raise NotImplementedError
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: int | None = None) -> bytes:
+        """The whole object; with ``limit``, one larger than that is an
+        IntegrityError (exit 4), found before it is read into memory."""
         with self.open(key) as stream:
-            return stream.read()
+            if limit is None:
+                return stream.read()
+            if stream.size > limit:
+                raise IntegrityError(f"{self.label}: {key} is {stream.size} bytes, more than the {limit} it may have: not a backup's")
+            data = bytearray()
+            while True:  # a read may return less than asked: read to the end, never past the limit
+                chunk = stream.read(min(1 << 20, limit + 1 - len(data)))
+                if not chunk:
+                    return bytes(data)
+                data += chunk
+                if len(data) > limit:
+                    raise IntegrityError(f"{self.label}: {key} is more than the {limit} bytes it may have: not a backup's")
 
     def stat(self, key: str) -> ObjectInfo | None:
         """Size, recorded SHA-256 and the storage's checksum; None when absent."""

@@ -220,11 +220,18 @@ class FolderStorage(Storage):
                           content_sha256=digest.hexdigest())
 
     def _recorded(self, path: str) -> str | None:
+        """The SHA-256 in the sidecar (None: missing, unreadable, not a
+        regular file, or not a sha256sum line naming this file)."""
         try:
-            with open(path + SIDECAR_SUFFIX, "rb") as fh:
-                line = fh.read(4096).decode("utf-8", "replace").strip()
+            fd = self._open_file(path + SIDECAR_SUFFIX, os.path.basename(path) + SIDECAR_SUFFIX)
+        except (BackupError, OSError):
+            return None
+        try:
+            line = os.read(fd, 4096).decode("utf-8", "replace").strip()
         except OSError:
             return None
+        finally:
+            os.close(fd)
         digest, _, name = line.partition("  ")
         if is_sha256_hex(digest) and name.lstrip("*") == os.path.basename(path):
             return digest
@@ -233,7 +240,7 @@ class FolderStorage(Storage):
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # a symlink is not an object (the listing skips them too)
         except FileNotFoundError:
             self.check()
             return None
@@ -245,14 +252,9 @@ class FolderStorage(Storage):
 
     def open(self, key: str) -> ObjectStream:
         path = self._path(key)
-        try:
-            fh = open(path, "rb", buffering=0)
-            st = os.fstat(fh.fileno())
-        except FileNotFoundError:
-            self.check()
-            raise ObjectNotFoundError(f"{self.label}: {key} is not on the remote") from None
-        except OSError as exc:
-            raise self._error(exc, "reading", path) from None
+        fd = self._open_file(path, key)
+        fh = open(fd, "rb", buffering=0)
+        st = os.fstat(fd)
         return ObjectStream(fh, key=key, size=st.st_size, sha256=self._recorded(path),
                             translate=lambda exc: self._error(exc, "reading", path) if isinstance(exc, OSError) else exc)
 
