@@ -29,6 +29,7 @@ import contextlib
 import datetime as _dt
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -827,16 +828,76 @@ def pull(store: BackupStore, remote: Remote, *, name: str, only=None, dry_run: b
     with store.lock(lock_timeout):
         for step in todo:
             rb = by_archive[step.archive]
-            final = _download(store, remote, rb, progress)
-            if rb.metadata is not None:
-                store.write_index(final, rb.metadata)
-            record_archive_sha256(final, rb.sha256)
+            final, metadata = _download(store, remote, rb, progress)
+            # The local index comes from the archive's own sealed metadata
+            # (read while it was downloaded), never from the remote's index.
+            store.write_index(final, metadata, archive_sha256=rb.sha256)
             result.done.append(step.archive)
             result.bytes_received += rb.object.size
     return result
 
 
-def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) -> str:
+class _Tee(io.RawIOBase):
+    """What is read from ``src`` is also written to ``fd`` (and counted in
+    ``progress``): the archive reader reads the download as it lands."""
+
+    def __init__(self, src, fd: int, progress):
+        super().__init__()
+        self._src, self._fd, self._progress = src, fd, progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._src.readinto(b)
+        if n:
+            view = memoryview(b)[:n]
+            written = 0
+            while written < n:
+                written += os.write(self._fd, view[written:])
+            if self._progress is not None:
+                self._progress(n)
+        return n or 0
+
+
+def _normalized(value):
+    return json.loads(json.dumps(value))
+
+
+def _sealed_metadata(rb: RemoteBackup, stream) -> tuple[dict | None, list[str]]:
+    """The archive's own metadata, read from the bytes as they download
+    (every seal checked), and whether the remote index's metadata says the
+    same.  An encrypted archive cannot be read without its identity, which a
+    pull does not take: then only the public part of the index is kept, and
+    only if it claims the encryption the bytes have."""
+    from .archive.crypto import AGE_MAGIC
+    from .archive.reader import ArchiveReader
+    from .store import public_metadata
+
+    buffered = io.BufferedReader(stream, 1 << 20)
+    if buffered.peek(len(AGE_MAGIC))[: len(AGE_MAGIC)] == AGE_MAGIC:
+        claimed = rb.metadata
+        if claimed is None or not isinstance(claimed.get("encryption"), dict):
+            return None, ["the remote index's metadata does not say the archive is encrypted, and it is"]
+        return public_metadata(claimed), []
+    reader = ArchiveReader(rb.archive, stream=buffered)
+    try:
+        metadata = reader.read_all_metadata()
+    except BackupError as exc:
+        return None, [f"not a readable backup: {exc}"]
+    if reader.problems:
+        return None, list(reader.problems)
+    if rb.metadata is not None and _normalized(rb.metadata) != _normalized(metadata):
+        differ = sorted(k for k in set(rb.metadata) | set(metadata) if _normalized(rb.metadata.get(k)) != _normalized(metadata.get(k)))
+        return None, [f"the remote index's metadata differs from the archive's own ({', '.join(differ[:5])}): "
+                      f"the index was altered"]
+    return metadata, []
+
+
+def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) -> tuple[str, dict]:
+    """Download into a temporary file, checking the bytes against the size
+    and SHA-256 recorded at upload and reading the archive's own metadata
+    on the way; only then does the file get its name."""
     final = os.path.join(store.directory, rb.archive)
     try:
         with store.temp_file(rb.archive) as (fd, tmp):
@@ -845,20 +906,15 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
                 if stream.sha256 and stream.sha256 != rb.sha256:
                     problems.append("the object's recorded SHA-256 differs from its index's")
                 reader = HashingReader(stream, size=rb.index["archive_size"], sha256=rb.sha256, what=rb.archive)
+                tee = _Tee(reader, fd, progress)
+                metadata, found = _sealed_metadata(rb, tee)
                 buf = bytearray(1 << 20)
-                view = memoryview(buf)
-                while True:
-                    n = reader.readinto(buf)
-                    if not n:
-                        break
-                    written = 0
-                    while written < n:
-                        written += os.write(fd, view[written:n])
-                    if progress is not None:
-                        progress(n)
-                problems += reader.finish()
+                while tee.readinto(buf):
+                    pass
+                problems += reader.finish()  # the bytes first: a damaged download explains any other problem
+                problems += found if not problems else []
             if problems:
-                raise IntegrityError(f"{remote.label}: {'; '.join(problems)}: nothing was kept")
+                raise IntegrityError(f"{remote.label}: {rb.archive}: {'; '.join(problems)}: nothing was kept")
             os.fsync(fd)
         os.close(fd)
         try:
@@ -878,7 +934,7 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
         if is_disk_full(exc):
             raise BackupError(f"disk full while pulling into {store.directory}: the partial file was removed, earlier backups are untouched") from None
         raise BackupError(f"pull failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or store.directory})") from None
-    return final
+    return final, metadata
 
 
 # ----------------------------------------------------------------- verify

@@ -372,3 +372,65 @@ def test_hostile_files_on_a_folder_remote_are_one_line_and_exit_4(proj, tmp_path
     with deadline():
         code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
     assert code == 4 and "no SHA-256 recorded" in out
+
+
+def test_pull_takes_the_local_index_from_the_archive_not_from_the_remote_index(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    name = os.path.basename(made["backup_path"])
+    index = tmp_path / "nas" / "shop" / "project" / (name + ".index.json")
+    good = index.read_bytes()
+    # someone with write access to the NAS rewrites the index's metadata (sizes and SHA-256 left as they were)
+    forged = json.loads(good)
+    forged["metadata"]["hostname"] = "evil"
+    forged["metadata"]["metadata_sha256"] = "e" * 64
+    index.write_text(json.dumps(forged))
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 4 and "altered" in err and "hostname" in err and "Traceback" not in err, err
+    left = fresh / "backups" / "project"
+    assert not left.exists() or [n for n in os.listdir(left) if not n.startswith(".backup.lock")] == []
+    # the true index: pulled, and the local index is the archive's own metadata
+    index.write_bytes(good)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 0, err
+    local = json.loads((left / (name + ".index.json")).read_text())
+    assert local["metadata"]["metadata_sha256"] == made["metadata_sha256"]
+    assert local["metadata"]["hostname"] == made["hostname"] and local["archive_sha256"] == forged["archive_sha256"]
+    code, out, err = cli("backup.info", "-p", str(fresh), "-b", name, "--json")
+    assert code == 0 and json.loads(out)["hostname"] == made["hostname"]
+
+
+def test_pull_of_an_encrypted_backup_keeps_only_the_public_part_of_a_consistent_index(proj, tmp_path, bucket, monkeypatch):
+    from backup_lib.archive.crypto import keygen
+
+    recipient = keygen(str(tmp_path / "backup.key"))
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "enc.yaml"
+    conf.write_text(f"backup: {{encrypt_to: ['{recipient}']}}\nremotes:\n  nas: {{url: '{nas}'}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    index = nas / "shop" / "project" / (name + ".index.json")
+    good = json.loads(index.read_text())
+    forged = json.loads(index.read_text())
+    forged["metadata"]["hostname"] = "evil"  # not a public field: never kept beside an encrypted archive
+    index.write_text(json.dumps(forged))
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 0, err
+    local = json.loads((fresh / "backups" / "project" / (name + ".index.json")).read_text())
+    assert "hostname" not in local["metadata"] and local["encrypted"] is True
+    assert local["metadata"]["encryption"] == good["metadata"]["encryption"]
+    # an index that hides the encryption the bytes have is refused
+    os.unlink(fresh / "backups" / "project" / name)
+    os.unlink(fresh / "backups" / "project" / (name + ".index.json"))
+    del forged["metadata"]["encryption"]
+    index.write_text(json.dumps(forged))
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 4 and "encrypted" in err and not (fresh / "backups" / "project" / name).exists(), err
