@@ -977,9 +977,16 @@ class RemoteVerifyReport:
     ok: bool
     errors: tuple[str, ...] = ()
     downloaded: bool = False
+    # What was checked: "object" (size, recorded SHA-256 and the storage's
+    # checksum, no download), "contents" (downloaded, every byte, member and
+    # seal), or "encrypted file" (downloaded without the identity: the
+    # encrypted bytes against the SHA-256 recorded at upload, the contents
+    # not checked), as a local verify reports it.
+    checked: str = "object"
 
     def as_dict(self) -> dict:
-        return {"name": self.archive, "key": self.key, "ok": self.ok, "errors": list(self.errors), "downloaded": self.downloaded}
+        return {"name": self.archive, "key": self.key, "ok": self.ok, "errors": list(self.errors), "downloaded": self.downloaded,
+                "checked": self.checked}
 
 
 def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: bool = False,
@@ -991,7 +998,12 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
 
     ``download=True`` streams every archive through ``check_stream(stream,
     backup)`` (the full verification: it returns the problems it found),
-    then checks the bytes' size and SHA-256: no temporary copy is made."""
+    then checks the bytes' size and SHA-256: no temporary copy is made.
+    When ``check_stream`` raises IdentityNeededError (an encrypted archive,
+    no identity), the bytes are still checked against the SHA-256 recorded
+    at upload, and the report says that only the encrypted file was."""
+    from .archive.reader import IdentityNeededError
+
     if download and check_stream is None:
         raise UsageError("verify --download needs the streaming archive check (not available in this version)")
     backups, _ = scan_remote(remote, name, kind)
@@ -1007,13 +1019,19 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
         info = stat(rb.key) if rb.object is not None else None
         problems = check_object(rb, info)
         fetched = False
+        checked = "object"
         if download and info is not None and not problems:
             with remote.storage.open(rb.key) as stream:
                 reader = HashingReader(stream, size=rb.index["archive_size"], sha256=rb.sha256, what="downloaded")
-                problems += list(check_stream(reader, rb) or ())
+                checked = "contents"
+                try:
+                    found = list(check_stream(reader, rb) or ())
+                except IdentityNeededError:
+                    checked, found = "encrypted file", []
                 problems += reader.finish()
+                problems += found
                 fetched = True
-        return RemoteVerifyReport(rb.archive, rb.key, not problems, tuple(problems), fetched)
+        return RemoteVerifyReport(rb.archive, rb.key, not problems, tuple(problems), fetched, checked)
 
     reads = download or remote.storage.kind == "folder"  # whole files read: a few at a time
     with ThreadPoolExecutor(max(1, min(workers, len(backups), 2 if reads else workers))) as ex:

@@ -434,3 +434,36 @@ def test_pull_of_an_encrypted_backup_keeps_only_the_public_part_of_a_consistent_
     index.write_text(json.dumps(forged))
     code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
     assert code == 4 and "encrypted" in err and not (fresh / "backups" / "project" / name).exists(), err
+
+
+def test_verify_download_of_an_encrypted_copy_without_the_key_checks_the_encrypted_bytes(proj, tmp_path, bucket, monkeypatch):
+    from backup_lib.archive.crypto import keygen
+
+    key = tmp_path / "backup.key"
+    recipient = keygen(str(key))
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "enc.yaml"
+    conf.write_text(f"backup: {{encrypt_to: ['{recipient}']}}\nremotes:\n  nas: {{url: '{nas}'}}\n"
+                    f"  offsite: {{url: 's3://{bucket}/backups', endpoint_url: '{s3server.endpoint()}', region: us-east-1}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "-P", "offsite", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    assert name.endswith(".age")
+    for remote in ("nas", "offsite"):
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download")
+        assert code == 0 and out.startswith("ok") and "encrypted file only" in out, (remote, out, err)
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download", "--json")
+        [report] = json.loads(out)
+        assert code == 0 and report["ok"] and report["downloaded"] and report["checked"] == "encrypted file", (remote, out)
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download", "--identity", str(key), "--json")
+        assert code == 0 and json.loads(out)[0]["checked"] == "contents", (remote, out, err)
+    # a byte changed in the encrypted copy, size, sidecar and index untouched: FAILED, exit 4, even without the key
+    copy = nas / "shop" / "project" / name
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas", "--download", "--json")
+    [report] = json.loads(out)
+    assert code == 4 and not report["ok"] and "SHA-256 of the bytes read" in report["errors"][0], out
