@@ -6,6 +6,13 @@ renamed into place (and the folder fsynced): a reader never sees half a
 file.  Its SHA-256 lives beside it in ``<name>.sha256``, one
 ``sha256sum`` line, so ``sha256sum -c`` checks a copy without this tool;
 the sidecar is in place before the object appears.
+
+Files are only ever read when they are regular files, opened without
+following a symlink and without blocking (a FIFO or a device in the remote
+folder is an IntegrityError, exit 4, never a hang or an endless read).  A
+folder keeps no checksum of its own: :meth:`FolderStorage.stat_checksum`
+reads and hashes the file, which is what ``verify --remote`` compares with
+the SHA-256 recorded at upload.
 """
 
 from __future__ import annotations
