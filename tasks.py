@@ -742,8 +742,11 @@ def _verify_remote(c, s, root: str, kind: str, remote_name: str, backup_path, do
         _json([r.as_dict() for r in reports])
     else:
         for r in reports:
-            _out(f"ok      {remote.name}:{r.archive}" if r.ok else f"FAILED  {remote.name}:{r.archive}: {r.errors[0]}")
-        if not download:
+            note = "  (the encrypted file only: give --identity to check its contents)" if r.checked == "encrypted file" else ""
+            _out(f"ok      {remote.name}:{r.archive}{note}" if r.ok else f"FAILED  {remote.name}:{r.archive}: {r.errors[0]}")
+        if not download and remote.storage.kind == "folder":
+            sys.stderr.write("checked: size and SHA-256 of each copy's bytes against its upload (--download also reads the archives' contents)\n")
+        elif not download:
             sys.stderr.write("checked: size and SHA-256 of each copy against its upload (--download reads the contents)\n")
     if failed:
         raise Exit(f"error: {len(failed)} of {len(reports)} backups on {remote.name} failed verification: "
@@ -754,6 +757,7 @@ def _stream_check(kind: str, identity_file: str | None):
     """The full verification of an archive read as a stream (verify --remote
     --download): the same strict pass as a local verify, and for a database
     backup its checks on the extracted snapshot; no copy is kept."""
+    from backup_lib.archive.reader import IdentityNeededError
     from backup_lib.database import check_database_stream
     from backup_lib.errors import BackupError
     from backup_lib.extract import scan_archive
@@ -764,6 +768,8 @@ def _stream_check(kind: str, identity_file: str | None):
             if kind == "db":
                 return check_database_stream(label, stream, identity_file)
             return list(scan_archive(label, stream=stream, identity_file=identity_file).errors)
+        except IdentityNeededError:
+            raise  # encrypted, no key: verify_remote checks the encrypted bytes and says so
         except BackupError as exc:
             return [str(exc)]
 

@@ -29,6 +29,7 @@ import contextlib
 import datetime as _dt
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from .archive.reader import METADATA_LIMIT
 from .errors import BackupError, IntegrityError, LockedError, NotFoundError, ObjectNotFoundError, UsageError
 from .metadata import SUMMARY_FIELDS
 from .storage import ObjectInfo, Storage, TransferSettings, checksums_agree, open_storage
@@ -84,6 +86,9 @@ __all__ = [
 ]
 
 INDEX_FORMAT = 1
+# An index is its archive's metadata (at most METADATA_LIMIT in the archive,
+# indented there, compact here) and a few fields: anything larger is not one.
+INDEX_LIMIT = METADATA_LIMIT + (1 << 20)
 STALE_UPLOAD_SECONDS = 24 * 3600  # an unfinished upload this old is abandoned
 KINDS = ("project", "db")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -406,15 +411,20 @@ def _fetch_indexes(remote: Remote, listing: Listing, name: str, kind: str) -> di
     def get(item):
         archive, obj = item
         try:
-            return archive, obj, remote.storage.get_bytes(obj.key)
+            return archive, obj, remote.storage.get_bytes(obj.key, limit=INDEX_LIMIT)
         except ObjectNotFoundError:
             return archive, obj, None
+        except IntegrityError as exc:  # not a regular file, or too large to be an index
+            return archive, obj, exc
 
     if todo:
         with ThreadPoolExecutor(min(16, len(todo))) as ex:
             for archive, obj, data in ex.map(get, todo):
                 if data is None:
                     out[archive] = (None, "its index vanished while being read")
+                    continue
+                if isinstance(data, IntegrityError):
+                    out[archive] = (None, f"its index cannot be read: {str(data).removeprefix(remote.label + ': ')}")
                     continue
                 index, error = _parse_index(data, archive)
                 out[archive] = (index, error)
@@ -468,7 +478,7 @@ def remote_info(remote: Remote, name: str, kind: str, archive: str) -> dict:
         raise UsageError(f"{archive!r} is not named as a {kind} backup of {name}")
     key = archive_key(name, kind, archive)
     try:
-        data = remote.storage.get_bytes(key + INDEX_SUFFIX)
+        data = remote.storage.get_bytes(key + INDEX_SUFFIX, limit=INDEX_LIMIT)
     except ObjectNotFoundError:
         if remote.storage.stat(key) is None:
             raise NotFoundError(f"backup {archive} is not on remote {remote.name}") from None
@@ -535,8 +545,10 @@ def plan_push(local: Iterable[LocalBackup], remote: dict[str, RemoteState], *, o
     """What a push does with each local backup, oldest first.
 
     * not on the remote: upload;
-    * there with the same size and SHA-256: nothing, or only its index
-      when that is missing or wrong;
+    * there with the same size and SHA-256 recorded at upload: nothing, or
+      only its index when that is missing or wrong (the copy's bytes are
+      not read: on a NAS that would be every file on every push; ``verify
+      --remote`` reads them);
     * there with the same SHA-256 recorded but another size: a damaged copy
       of this very backup: upload again;
     * there with another SHA-256, or none recorded: a conflict (another
@@ -553,7 +565,7 @@ def plan_push(local: Iterable[LocalBackup], remote: dict[str, RemoteState], *, o
         same_digest = state.sha256 == lb.sha256
         if same_digest and state.size == lb.size:
             if state.index_sha256 == lb.sha256 and state.index_size == lb.size:
-                steps.append(Step(lb.archive, lb.key, "skip", "on the remote, same size and SHA-256", lb.size))
+                steps.append(Step(lb.archive, lb.key, "skip", "on the remote, same size and SHA-256 recorded at upload", lb.size))
             else:
                 steps.append(Step(lb.archive, lb.key, "index", "on the remote, without its index", lb.size))
         elif same_digest:
@@ -816,16 +828,76 @@ def pull(store: BackupStore, remote: Remote, *, name: str, only=None, dry_run: b
     with store.lock(lock_timeout):
         for step in todo:
             rb = by_archive[step.archive]
-            final = _download(store, remote, rb, progress)
-            if rb.metadata is not None:
-                store.write_index(final, rb.metadata)
-            record_archive_sha256(final, rb.sha256)
+            final, metadata = _download(store, remote, rb, progress)
+            # The local index comes from the archive's own sealed metadata
+            # (read while it was downloaded), never from the remote's index.
+            store.write_index(final, metadata, archive_sha256=rb.sha256)
             result.done.append(step.archive)
             result.bytes_received += rb.object.size
     return result
 
 
-def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) -> str:
+class _Tee(io.RawIOBase):
+    """What is read from ``src`` is also written to ``fd`` (and counted in
+    ``progress``): the archive reader reads the download as it lands."""
+
+    def __init__(self, src, fd: int, progress):
+        super().__init__()
+        self._src, self._fd, self._progress = src, fd, progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._src.readinto(b)
+        if n:
+            view = memoryview(b)[:n]
+            written = 0
+            while written < n:
+                written += os.write(self._fd, view[written:])
+            if self._progress is not None:
+                self._progress(n)
+        return n or 0
+
+
+def _normalized(value):
+    return json.loads(json.dumps(value))
+
+
+def _sealed_metadata(rb: RemoteBackup, stream) -> tuple[dict | None, list[str]]:
+    """The archive's own metadata, read from the bytes as they download
+    (every seal checked), and whether the remote index's metadata says the
+    same.  An encrypted archive cannot be read without its identity, which a
+    pull does not take: then only the public part of the index is kept, and
+    only if it claims the encryption the bytes have."""
+    from .archive.crypto import AGE_MAGIC
+    from .archive.reader import ArchiveReader
+    from .store import public_metadata
+
+    buffered = io.BufferedReader(stream, 1 << 20)
+    if buffered.peek(len(AGE_MAGIC))[: len(AGE_MAGIC)] == AGE_MAGIC:
+        claimed = rb.metadata
+        if claimed is None or not isinstance(claimed.get("encryption"), dict):
+            return None, ["the remote index's metadata does not say the archive is encrypted, and it is"]
+        return public_metadata(claimed), []
+    reader = ArchiveReader(rb.archive, stream=buffered)
+    try:
+        metadata = reader.read_all_metadata()
+    except BackupError as exc:
+        return None, [f"not a readable backup: {exc}"]
+    if reader.problems:
+        return None, list(reader.problems)
+    if rb.metadata is not None and _normalized(rb.metadata) != _normalized(metadata):
+        differ = sorted(k for k in set(rb.metadata) | set(metadata) if _normalized(rb.metadata.get(k)) != _normalized(metadata.get(k)))
+        return None, [f"the remote index's metadata differs from the archive's own ({', '.join(differ[:5])}): "
+                      f"the index was altered"]
+    return metadata, []
+
+
+def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) -> tuple[str, dict]:
+    """Download into a temporary file, checking the bytes against the size
+    and SHA-256 recorded at upload and reading the archive's own metadata
+    on the way; only then does the file get its name."""
     final = os.path.join(store.directory, rb.archive)
     try:
         with store.temp_file(rb.archive) as (fd, tmp):
@@ -834,20 +906,15 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
                 if stream.sha256 and stream.sha256 != rb.sha256:
                     problems.append("the object's recorded SHA-256 differs from its index's")
                 reader = HashingReader(stream, size=rb.index["archive_size"], sha256=rb.sha256, what=rb.archive)
+                tee = _Tee(reader, fd, progress)
+                metadata, found = _sealed_metadata(rb, tee)
                 buf = bytearray(1 << 20)
-                view = memoryview(buf)
-                while True:
-                    n = reader.readinto(buf)
-                    if not n:
-                        break
-                    written = 0
-                    while written < n:
-                        written += os.write(fd, view[written:n])
-                    if progress is not None:
-                        progress(n)
-                problems += reader.finish()
+                while tee.readinto(buf):
+                    pass
+                problems += reader.finish()  # the bytes first: a damaged download explains any other problem
+                problems += found if not problems else []
             if problems:
-                raise IntegrityError(f"{remote.label}: {'; '.join(problems)}: nothing was kept")
+                raise IntegrityError(f"{remote.label}: {rb.archive}: {'; '.join(problems)}: nothing was kept")
             os.fsync(fd)
         os.close(fd)
         try:
@@ -867,7 +934,7 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
         if is_disk_full(exc):
             raise BackupError(f"disk full while pulling into {store.directory}: the partial file was removed, earlier backups are untouched") from None
         raise BackupError(f"pull failed: {exc.strerror or exc} ({getattr(exc, 'filename', '') or store.directory})") from None
-    return final
+    return final, metadata
 
 
 # ----------------------------------------------------------------- verify
@@ -876,7 +943,8 @@ def _download(store: BackupStore, remote: Remote, rb: RemoteBackup, progress) ->
 def check_object(rb: RemoteBackup, info: ObjectInfo | None) -> list[str]:
     """What is wrong with a remote backup, from its index and a fresh stat of
     its object (empty: the object is there, with the size, SHA-256 and storage
-    checksum recorded at upload)."""
+    checksum recorded at upload, and, when the stat hashed its bytes, that
+    SHA-256)."""
     problems = []
     if info is None:
         return ["the archive is missing (only its index is there)" if rb.index else "the archive is missing"]
@@ -891,6 +959,9 @@ def check_object(rb: RemoteBackup, info: ObjectInfo | None) -> list[str]:
         problems.append("no SHA-256 recorded with the object (replaced by another tool?)")
     elif info.sha256 != rb.index["archive_sha256"]:
         problems.append(f"SHA-256 recorded with the object ({info.sha256}) differs from the one at upload ({rb.index['archive_sha256']})")
+    if info.content_sha256 is not None and info.content_sha256 != rb.index["archive_sha256"]:
+        problems.append(f"the copy's bytes hash to {info.content_sha256}, {rb.index['archive_sha256']} was recorded at upload: "
+                        f"it is damaged on the remote")
     recorded = rb.index.get("checksum")
     if recorded and not info.checksum:
         problems.append("the storage no longer reports the checksum it had at upload (the object was replaced)")
@@ -906,20 +977,33 @@ class RemoteVerifyReport:
     ok: bool
     errors: tuple[str, ...] = ()
     downloaded: bool = False
+    # What was checked: "object" (size, recorded SHA-256 and the storage's
+    # checksum, no download), "contents" (downloaded, every byte, member and
+    # seal), or "encrypted file" (downloaded without the identity: the
+    # encrypted bytes against the SHA-256 recorded at upload, the contents
+    # not checked), as a local verify reports it.
+    checked: str = "object"
 
     def as_dict(self) -> dict:
-        return {"name": self.archive, "key": self.key, "ok": self.ok, "errors": list(self.errors), "downloaded": self.downloaded}
+        return {"name": self.archive, "key": self.key, "ok": self.ok, "errors": list(self.errors), "downloaded": self.downloaded,
+                "checked": self.checked}
 
 
 def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: bool = False,
                   check_stream: Callable[[HashingReader, RemoteBackup], list[str]] | None = None,
                   workers: int = 8) -> list[RemoteVerifyReport]:
     """Check each remote backup: by default its object's size, recorded
-    SHA-256 and storage checksum against its index (no download).
+    SHA-256 and storage checksum against its index (no download; a folder
+    remote keeps no checksum of its own, so its files are read and hashed).
 
     ``download=True`` streams every archive through ``check_stream(stream,
     backup)`` (the full verification: it returns the problems it found),
-    then checks the bytes' size and SHA-256: no temporary copy is made."""
+    then checks the bytes' size and SHA-256: no temporary copy is made.
+    When ``check_stream`` raises IdentityNeededError (an encrypted archive,
+    no identity), the bytes are still checked against the SHA-256 recorded
+    at upload, and the report says that only the encrypted file was."""
+    from .archive.reader import IdentityNeededError
+
     if download and check_stream is None:
         raise UsageError("verify --download needs the streaming archive check (not available in this version)")
     backups, _ = scan_remote(remote, name, kind)
@@ -928,18 +1012,29 @@ def verify_remote(remote: Remote, name: str, kind: str, *, only=None, download: 
         raise NotFoundError(f"no {kind} backups of {name} on remote {remote.name}")
 
     def one(rb: RemoteBackup) -> RemoteVerifyReport:
-        info = remote.storage.stat(rb.key) if rb.object is not None else None
+        # Without --download, the storage's own checksum of the bytes it
+        # holds (a folder's: its file hashed now); with it, the download
+        # hashes every byte anyway.
+        stat = remote.storage.stat if download else remote.storage.stat_checksum
+        info = stat(rb.key) if rb.object is not None else None
         problems = check_object(rb, info)
         fetched = False
+        checked = "object"
         if download and info is not None and not problems:
             with remote.storage.open(rb.key) as stream:
                 reader = HashingReader(stream, size=rb.index["archive_size"], sha256=rb.sha256, what="downloaded")
-                problems += list(check_stream(reader, rb) or ())
+                checked = "contents"
+                try:
+                    found = list(check_stream(reader, rb) or ())
+                except IdentityNeededError:
+                    checked, found = "encrypted file", []
                 problems += reader.finish()
+                problems += found
                 fetched = True
-        return RemoteVerifyReport(rb.archive, rb.key, not problems, tuple(problems), fetched)
+        return RemoteVerifyReport(rb.archive, rb.key, not problems, tuple(problems), fetched, checked)
 
-    with ThreadPoolExecutor(max(1, min(workers, len(backups), 2 if download else workers))) as ex:
+    reads = download or remote.storage.kind == "folder"  # whole files read: a few at a time
+    with ThreadPoolExecutor(max(1, min(workers, len(backups), 2 if reads else workers))) as ex:
         return list(ex.map(one, backups))
 
 

@@ -1,8 +1,10 @@
 """Remotes as the tasks use them: configured in invoke.yaml, against a real
 S3 server (moto's, on 127.0.0.1) and a folder."""
 
+import contextlib
 import json
 import os
+import signal
 
 import pytest
 
@@ -280,3 +282,188 @@ def test_drills_read_the_newest_backup_and_its_chain_from_the_remote(proj, tmp_p
     assert steps[:3] == ["restore", "integrity_check", "row_counts"]
     code, out, err = cli("db.drill", "-p", str(proj), "-R", "offsite")
     assert code == 1 and "no database backups to drill on remote offsite" in err
+
+
+def test_verify_of_a_folder_remote_hashes_each_copy_and_push_says_what_it_compared(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    copy = tmp_path / "nas" / "shop" / "project" / name
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 0 and out.startswith("ok") and "each copy's bytes" in err
+    # one byte changed on the NAS, in place: same size, the .sha256 and the index untouched
+    with open(copy, "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"X")
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 4 and out.startswith("FAILED") and "damaged on the remote" in out, (out, err)
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if ln.startswith("error")] == [err.splitlines()[-1]]
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas", "--json")
+    assert code == 4 and json.loads(out)[0]["ok"] is False
+    # push compares what was recorded at upload, and says so
+    code, out, err = cli("backup.push", "-p", str(proj), "-R", "nas")
+    assert code == 0 and "recorded at upload" in out
+
+
+@contextlib.contextmanager
+def deadline(seconds=20):
+    """Fail (instead of hanging the suite) when a read blocks on a FIFO."""
+    def expired(*_):
+        raise TimeoutError(f"blocked for {seconds}s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def sparse_2gb(path):
+    with open(path, "wb") as fh:
+        fh.truncate(2 << 30)  # a hole: no disk used
+
+
+def test_hostile_files_on_a_folder_remote_are_one_line_and_exit_4(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    folder = tmp_path / "nas" / "shop" / "project"
+    index = folder / (name + ".index.json")
+    archive = folder / name
+    good_index, good_archive = index.read_bytes(), archive.read_bytes()
+
+    def one_error_line(err):
+        assert "Traceback" not in err and "unexpected" not in err and "please report" not in err, err
+        assert [ln for ln in err.splitlines() if ln.startswith("error")] == [err.strip().splitlines()[-1]], err
+
+    # the index: a FIFO (would block forever), a symlink to /dev/zero (endless), a sparse 2 GB file
+    for make, why in ((os.mkfifo, "not a regular file"), (lambda p: os.symlink("/dev/zero", p), "symlink"),
+                      (sparse_2gb, "more than")):
+        index.unlink()
+        make(str(index))
+        with deadline():
+            code, out, err = cli("backup.info", "-p", str(proj), "-R", "nas", "-b", name)
+            assert code == 4 and why in err, (why, err)
+            one_error_line(err)
+            code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+            assert code == 4 and out.startswith("FAILED"), (why, out, err)
+            one_error_line(err)
+            code, out, err = cli("backup.pull", "-p", str(tmp_path / "elsewhere"), "-R", "nas", "-b", name)
+            assert code != 0 and "Traceback" not in err and "please report" not in err, (why, err)
+    index.unlink()
+    index.write_bytes(good_index)
+    # the archive: a FIFO, then a symlink to /dev/zero
+    for make, why in ((os.mkfifo, "not a regular file"), (lambda p: os.symlink("/dev/zero", p), "symlink")):
+        archive.unlink()
+        make(str(archive))
+        with deadline():
+            code, out, err = cli("backup.restore", "-p", str(proj), "-R", "nas", "-b", name, "-t", str(tmp_path / "out"))
+            assert code == 4 and why in err, (why, err)
+            one_error_line(err)
+            assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    archive.unlink()
+    archive.write_bytes(good_archive)
+    # a FIFO for the .sha256 sidecar: no SHA-256 recorded, never a hang
+    sidecar = folder / (name + ".sha256")
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    with deadline():
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas")
+    assert code == 4 and "no SHA-256 recorded" in out
+
+
+def test_pull_takes_the_local_index_from_the_archive_not_from_the_remote_index(proj, tmp_path, remotes):
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    name = os.path.basename(made["backup_path"])
+    index = tmp_path / "nas" / "shop" / "project" / (name + ".index.json")
+    good = index.read_bytes()
+    # someone with write access to the NAS rewrites the index's metadata (sizes and SHA-256 left as they were)
+    forged = json.loads(good)
+    forged["metadata"]["hostname"] = "evil"
+    forged["metadata"]["metadata_sha256"] = "e" * 64
+    index.write_text(json.dumps(forged))
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 4 and "altered" in err and "hostname" in err and "Traceback" not in err, err
+    left = fresh / "backups" / "project"
+    assert not left.exists() or [n for n in os.listdir(left) if not n.startswith(".backup.lock")] == []
+    # the true index: pulled, and the local index is the archive's own metadata
+    index.write_bytes(good)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 0, err
+    local = json.loads((left / (name + ".index.json")).read_text())
+    assert local["metadata"]["metadata_sha256"] == made["metadata_sha256"]
+    assert local["metadata"]["hostname"] == made["hostname"] and local["archive_sha256"] == forged["archive_sha256"]
+    code, out, err = cli("backup.info", "-p", str(fresh), "-b", name, "--json")
+    assert code == 0 and json.loads(out)["hostname"] == made["hostname"]
+
+
+def test_pull_of_an_encrypted_backup_keeps_only_the_public_part_of_a_consistent_index(proj, tmp_path, bucket, monkeypatch):
+    from backup_lib.archive.crypto import keygen
+
+    recipient = keygen(str(tmp_path / "backup.key"))
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "enc.yaml"
+    conf.write_text(f"backup: {{encrypt_to: ['{recipient}']}}\nremotes:\n  nas: {{url: '{nas}'}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    index = nas / "shop" / "project" / (name + ".index.json")
+    good = json.loads(index.read_text())
+    forged = json.loads(index.read_text())
+    forged["metadata"]["hostname"] = "evil"  # not a public field: never kept beside an encrypted archive
+    index.write_text(json.dumps(forged))
+    fresh = tmp_path / "fresh" / "shop"
+    fresh.mkdir(parents=True)
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 0, err
+    local = json.loads((fresh / "backups" / "project" / (name + ".index.json")).read_text())
+    assert "hostname" not in local["metadata"] and local["encrypted"] is True
+    assert local["metadata"]["encryption"] == good["metadata"]["encryption"]
+    # an index that hides the encryption the bytes have is refused
+    os.unlink(fresh / "backups" / "project" / name)
+    os.unlink(fresh / "backups" / "project" / (name + ".index.json"))
+    del forged["metadata"]["encryption"]
+    index.write_text(json.dumps(forged))
+    code, out, err = cli("backup.pull", "-p", str(fresh), "-R", "nas")
+    assert code == 4 and "encrypted" in err and not (fresh / "backups" / "project" / name).exists(), err
+
+
+def test_verify_download_of_an_encrypted_copy_without_the_key_checks_the_encrypted_bytes(proj, tmp_path, bucket, monkeypatch):
+    from backup_lib.archive.crypto import keygen
+
+    key = tmp_path / "backup.key"
+    recipient = keygen(str(key))
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    conf = tmp_path / "enc.yaml"
+    conf.write_text(f"backup: {{encrypt_to: ['{recipient}']}}\nremotes:\n  nas: {{url: '{nas}'}}\n"
+                    f"  offsite: {{url: 's3://{bucket}/backups', endpoint_url: '{s3server.endpoint()}', region: us-east-1}}\n")
+    monkeypatch.setenv("INVOKE_RUNTIME_CONFIG", str(conf))
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "-P", "offsite", "--json")
+    assert code == 0, err
+    name = os.path.basename(json.loads(out)["backup_path"])
+    assert name.endswith(".age")
+    for remote in ("nas", "offsite"):
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download")
+        assert code == 0 and out.startswith("ok") and "encrypted file only" in out, (remote, out, err)
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download", "--json")
+        [report] = json.loads(out)
+        assert code == 0 and report["ok"] and report["downloaded"] and report["checked"] == "encrypted file", (remote, out)
+        code, out, err = cli("backup.verify", "-p", str(proj), "-R", remote, "--download", "--identity", str(key), "--json")
+        assert code == 0 and json.loads(out)[0]["checked"] == "contents", (remote, out, err)
+    # a byte changed in the encrypted copy, size, sidecar and index untouched: FAILED, exit 4, even without the key
+    copy = nas / "shop" / "project" / name
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))
+    code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas", "--download", "--json")
+    [report] = json.loads(out)
+    assert code == 4 and not report["ok"] and "SHA-256 of the bytes read" in report["errors"][0], out

@@ -384,3 +384,44 @@ def test_open_storage_builds_either_backend(tmp_path):
     st = open_storage("s3://bkt/a/b", label="remote x", endpoint_url="http://127.0.0.1:1")
     assert isinstance(st, S3Storage) and (st.bucket, st.prefix, st.url) == ("bkt", "a/b", "s3://bkt/a/b")
     assert isinstance(RemoteError("x"), RemoteError)
+
+
+def test_folder_stat_checksum_hashes_the_bytes_and_refuses_what_is_not_a_file(tmp_path):
+    root = tmp_path / "nas"
+    root.mkdir()
+    st = FolderStorage(str(root), label="remote nas")
+    data = os.urandom(2 * MiB + 3)
+    st.put_file("app/project/a.tar.gz", write(tmp_path / "a.tar.gz", data))
+    assert st.stat_checksum("app/project/a.tar.gz").content_sha256 == sha(data)
+    assert st.stat("app/project/a.tar.gz").content_sha256 is None  # a plain stat reads nothing
+    with open(root / "app/project/a.tar.gz", "r+b") as fh:  # damaged in place: the sidecar still says the old digest
+        fh.seek(200)
+        fh.write(b"X")
+    info = st.stat_checksum("app/project/a.tar.gz")
+    assert info.sha256 == sha(data) and info.content_sha256 != sha(data) and info.size == len(data)
+    assert st.stat_checksum("app/project/nope") is None
+    os.mkfifo(root / "app/project/fifo.tar.gz")
+    os.symlink("/dev/zero", root / "app/project/zero.tar.gz")
+    for key in ("app/project/fifo.tar.gz", "app/project/zero.tar.gz"):
+        with pytest.raises(IntegrityError):
+            st.open(key)
+        with pytest.raises(IntegrityError):
+            st.stat_checksum(key)
+        with pytest.raises(IntegrityError):
+            st.get_bytes(key, limit=1024)
+    assert st.stat("app/project/zero.tar.gz") is None  # a symlink is not an object
+
+
+def test_get_bytes_refuses_an_object_past_its_limit_before_reading_it(tmp_path, bucket):
+    root = tmp_path / "nas"
+    root.mkdir()
+    (root / "big.index.json").write_bytes(b"")
+    os.truncate(root / "big.index.json", 2 << 30)  # sparse: 2 GB without the disk
+    with pytest.raises(IntegrityError, match="more than"):
+        FolderStorage(str(root), label="remote nas").get_bytes("big.index.json", limit=64 << 20)
+    s3st = s3(bucket)
+    s3st.put_bytes("small", b"x" * 1000)
+    s3st.put_bytes("large", b"x" * 5000)
+    assert s3st.get_bytes("small", limit=1000) == b"x" * 1000
+    with pytest.raises(IntegrityError, match="more than"):
+        s3st.get_bytes("large", limit=1000)

@@ -55,7 +55,10 @@ class ObjectInfo:
     ``checksum``: the storage's own checksum of the bytes it holds, where
     it keeps one: ``sha256:<base64>`` over the whole object, or
     ``sha256:<base64>-<parts>`` over the parts' SHA-256s (S3 multipart).
-    ``etag``: changes whenever the object does."""
+    ``etag``: changes whenever the object does.
+    ``content_sha256``: hex SHA-256 of the bytes as they are now, read and
+    hashed by :meth:`Storage.stat_checksum` on a storage that keeps no
+    checksum of its own (a folder); None otherwise."""
 
     key: str
     size: int
@@ -63,9 +66,11 @@ class ObjectInfo:
     checksum: str | None = None
     etag: str | None = None
     mtime: float | None = None
+    content_sha256: str | None = None
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "size": self.size, "sha256": self.sha256, "checksum": self.checksum, "etag": self.etag, "mtime": self.mtime}
+        return {"key": self.key, "size": self.size, "sha256": self.sha256, "checksum": self.checksum, "etag": self.etag,
+                "mtime": self.mtime, "content_sha256": self.content_sha256}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,13 +318,33 @@ class Storage:
         streaming verify or restore reads from)."""
         raise NotImplementedError
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: int | None = None) -> bytes:
+        """The whole object; with ``limit``, one larger than that is an
+        IntegrityError (exit 4), found before it is read into memory."""
         with self.open(key) as stream:
-            return stream.read()
+            if limit is None:
+                return stream.read()
+            if stream.size > limit:
+                raise IntegrityError(f"{self.label}: {key} is {stream.size} bytes, more than the {limit} it may have: not a backup's")
+            data = bytearray()
+            while True:  # a read may return less than asked: read to the end, never past the limit
+                chunk = stream.read(min(1 << 20, limit + 1 - len(data)))
+                if not chunk:
+                    return bytes(data)
+                data += chunk
+                if len(data) > limit:
+                    raise IntegrityError(f"{self.label}: {key} is more than the {limit} bytes it may have: not a backup's")
 
     def stat(self, key: str) -> ObjectInfo | None:
         """Size, recorded SHA-256 and the storage's checksum; None when absent."""
         raise NotImplementedError
+
+    def stat_checksum(self, key: str) -> ObjectInfo | None:
+        """:meth:`stat`, with the storage's own evidence of the bytes it holds
+        now.  S3 keeps a checksum per object (``checksum``, from the same
+        HEAD request); a folder keeps none, so it reads and hashes the file
+        (``content_sha256``): the cost of reading the whole copy."""
+        return self.stat(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, page by page, in

@@ -6,6 +6,13 @@ renamed into place (and the folder fsynced): a reader never sees half a
 file.  Its SHA-256 lives beside it in ``<name>.sha256``, one
 ``sha256sum`` line, so ``sha256sum -c`` checks a copy without this tool;
 the sidecar is in place before the object appears.
+
+Files are only ever read when they are regular files, opened without
+following a symlink and without blocking (a FIFO or a device in the remote
+folder is an IntegrityError, exit 4, never a hang or an endless read).  A
+folder keeps no checksum of its own: :meth:`FolderStorage.stat_checksum`
+reads and hashes the file, which is what ``verify --remote`` compares with
+the SHA-256 recorded at upload.
 """
 
 from __future__ import annotations
@@ -164,12 +171,74 @@ class FolderStorage(Storage):
         return ObjectInfo(key, st.st_size, hexdigest, None, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime)
 
     # -- reading ---------------------------------------------------------------
-    def _recorded(self, path: str) -> str | None:
+    def _open_file(self, path: str, key: str) -> int:
+        """A descriptor on the regular file at ``path``, never through a
+        symlink and never blocking on a FIFO or a device (O_NOFOLLOW,
+        O_NONBLOCK, then blocking again).  Anything else than a regular file
+        is an IntegrityError (exit 4): not something this toolkit wrote."""
         try:
-            with open(path + SIDECAR_SUFFIX, "rb") as fh:
-                line = fh.read(4096).decode("utf-8", "replace").strip()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.check()
+            raise ObjectNotFoundError(f"{self.label}: {key} is not on the remote") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise IntegrityError(f"{self.label}: {key} is a symlink, not a file this toolkit wrote: not a backup") from None
+            raise self._error(exc, "reading", path) from None
+        try:
+            st = os.fstat(fd)
+            if not _stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"{self.label}: {key} is not a regular file (a FIFO, device or folder): not a backup")
+            os.set_blocking(fd, True)
+        except OSError as exc:
+            os.close(fd)
+            raise self._error(exc, "reading", path) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def stat_checksum(self, key: str) -> ObjectInfo | None:
+        """The file's size and recorded SHA-256, and the SHA-256 of its
+        bytes, read now (streamed: constant memory)."""
+        path = self._path(key)
+        try:
+            fd = self._open_file(path, key)
+        except ObjectNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            digest = hashlib.sha256()
+            buf = bytearray(_CHUNK)
+            stopping = self.stopping
+            with open(fd, "rb", buffering=0, closefd=False) as fh:
+                while True:
+                    if stopping.is_set():
+                        raise KeyboardInterrupt
+                    n = fh.readinto(buf)
+                    if not n:
+                        break
+                    digest.update(memoryview(buf)[:n])
+        except OSError as exc:
+            raise self._error(exc, "reading", path) from None
+        finally:
+            os.close(fd)
+        return ObjectInfo(key, st.st_size, self._recorded(path), None, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime,
+                          content_sha256=digest.hexdigest())
+
+    def _recorded(self, path: str) -> str | None:
+        """The SHA-256 in the sidecar (None: missing, unreadable, not a
+        regular file, or not a sha256sum line naming this file)."""
+        try:
+            fd = self._open_file(path + SIDECAR_SUFFIX, os.path.basename(path) + SIDECAR_SUFFIX)
+        except (BackupError, OSError):
+            return None
+        try:
+            line = os.read(fd, 4096).decode("utf-8", "replace").strip()
         except OSError:
             return None
+        finally:
+            os.close(fd)
         digest, _, name = line.partition("  ")
         if is_sha256_hex(digest) and name.lstrip("*") == os.path.basename(path):
             return digest
@@ -178,7 +247,7 @@ class FolderStorage(Storage):
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # a symlink is not an object (the listing skips them too)
         except FileNotFoundError:
             self.check()
             return None
@@ -190,14 +259,9 @@ class FolderStorage(Storage):
 
     def open(self, key: str) -> ObjectStream:
         path = self._path(key)
-        try:
-            fh = open(path, "rb", buffering=0)
-            st = os.fstat(fh.fileno())
-        except FileNotFoundError:
-            self.check()
-            raise ObjectNotFoundError(f"{self.label}: {key} is not on the remote") from None
-        except OSError as exc:
-            raise self._error(exc, "reading", path) from None
+        fd = self._open_file(path, key)
+        fh = open(fd, "rb", buffering=0)
+        st = os.fstat(fd)
         return ObjectStream(fh, key=key, size=st.st_size, sha256=self._recorded(path),
                             translate=lambda exc: self._error(exc, "reading", path) if isinstance(exc, OSError) else exc)
 
