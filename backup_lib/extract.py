@@ -1091,16 +1091,13 @@ def scan_chain(
 def is_incremental(path: str) -> bool:
     """An incremental backup, by its name or the index beside it (cheap:
     the archive itself is not read)."""
-    from .store import INDEX_SUFFIX, parse_backup_name
+    from .store import INDEX_SUFFIX, load_index, parse_backup_name
 
     info = parse_backup_name(os.path.basename(path))
     if info and info["incremental"]:
         return True
     try:
-        import json
-
-        with open(path + INDEX_SUFFIX, "rb") as fh:
-            return (json.load(fh).get("metadata") or {}).get("backup_type") == INCREMENTAL_TYPE
+        return (load_index(path + INDEX_SUFFIX).get("metadata") or {}).get("backup_type") == INCREMENTAL_TYPE
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -387,14 +387,12 @@ def verify_ciphertext(path: str) -> VerifyReport:
     """An encrypted backup checked without its key: the file's SHA-256
     against the one recorded beside it when it was written."""
     import hashlib
-    import json
 
-    from .store import ARCHIVE_SHA256, INDEX_SUFFIX
+    from .store import ARCHIVE_SHA256, INDEX_SUFFIX, load_index
 
     label = "encrypted file"
     try:  # the digest recorded at creation, whatever happened to the file since (a stale index included)
-        with open(path + INDEX_SUFFIX, "rb") as fh:
-            recorded = json.load(fh).get(ARCHIVE_SHA256)
+        recorded = load_index(path + INDEX_SUFFIX).get(ARCHIVE_SHA256)
     except (OSError, ValueError, AttributeError):
         recorded = None
     if not isinstance(recorded, str):

@@ -353,6 +353,24 @@ def public_metadata(metadata: dict) -> dict:
     return {k: metadata[k] for k in PUBLIC_KEYS if k in metadata}
 
 
+_INDEX_LIMIT = 65 << 20  # the reader's limit for the metadata inside an archive, and room for the rest
+
+
+def load_index(path: str):
+    """The JSON of an index beside an archive: a regular file of sane size,
+    never read through a symlink or from a FIFO (OSError or ValueError
+    otherwise; an index is a cache, and the archive itself is read then)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _INDEX_LIMIT:
+            raise ValueError(f"{path} is not an index")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return json.loads(fh.read(_INDEX_LIMIT + 1))
+    finally:
+        os.close(fd)
+
+
 def read_metadata(archive: str, identity_file: str | None = None) -> dict:
     """Metadata of any archive path; uses and refreshes the index beside it.
     An encrypted archive's index holds its public part only; the whole
@@ -370,8 +388,7 @@ def read_metadata(archive: str, identity_file: str | None = None) -> dict:
     index = archive + INDEX_SUFFIX
     cached = None
     try:
-        with open(index, "rb") as fh:
-            cached = json.load(fh)
+        cached = load_index(index)
         if cached.get("archive_size") == st.st_size and cached.get("archive_mtime_ns") == st.st_mtime_ns:
             if not (cached.get("encrypted") and identity_file):
                 return cached["metadata"]
@@ -401,8 +418,7 @@ ARCHIVE_SHA256 = "archive_sha256"
 def _fresh_index(archive: str) -> dict | None:
     try:
         st = os.stat(archive)
-        with open(archive + INDEX_SUFFIX, "rb") as fh:
-            cached = json.load(fh)
+        cached = load_index(archive + INDEX_SUFFIX)
     except (OSError, ValueError):
         return None
     if not isinstance(cached, dict) or cached.get("archive_size") != st.st_size or cached.get("archive_mtime_ns") != st.st_mtime_ns:

@@ -216,3 +216,28 @@ def test_failure_midway_stops_every_writer_thread_before_the_file_closes(tmp_pat
     else:
         pytest.fail("write_archive did not raise")
     assert os.listdir(tmp_path / "bk") == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devzero", "huge"])
+def test_an_index_beside_an_archive_that_is_no_regular_file_is_ignored_never_read(root, kind):
+    """The index is a cache: a FIFO (would block), a symlink to /dev/zero
+    (endless) or a huge file in its place is passed over, and the archive
+    itself is read."""
+    from helpers import run_subprocess
+
+    backups = str(bdir(root))
+    res = P.create_backup(str(root), backup_dir=backups)
+    index = res.backup_path + INDEX_SUFFIX
+    os.unlink(index)
+    if kind == "fifo":
+        os.mkfifo(index)
+    elif kind == "devzero":
+        os.symlink("/dev/zero", index)
+    else:
+        with open(index, "wb") as fh:
+            fh.truncate(2 << 30)  # sparse
+    for args in (["backup.info", "--backup-path", res.backup_path, "--json"], ["backup.list", "--backup-dir", backups, "--project-root", str(root)],
+                 ["backup.verify", "--backup-path", res.backup_path]):
+        proc = run_subprocess(args, cwd=root, timeout=30)
+        assert proc.returncode == 0 and "unexpected" not in proc.stderr, (args, proc.returncode, proc.stdout, proc.stderr)
+    assert res.metadata["project_hash"] in run_subprocess(["backup.info", "--backup-path", res.backup_path, "--json"], cwd=root).stdout
