@@ -381,6 +381,27 @@ def _read(scan: "_Scan", reader: ArchiveReader) -> tuple[ScanResult, ArchiveRead
     return res, reader
 
 
+def _unknown_parents(path: str, kinds: dict) -> tuple[list[str], str | None, str]:
+    """The folders above ``path`` not in ``kinds`` (nearest first), and the
+    kind and name of the nearest one that is ("dir", or what is in the way;
+    None at the top).  Only that one is looked at (its own parents were
+    checked when it came): linear in the name's length."""
+    missing: list[str] = []
+    cut = path.rfind("/")
+    if cut < 0:
+        return missing, "dir", ""
+    parent = path[:cut]
+    kind = kinds.get(parent)
+    while kind is None:
+        missing.append(parent)
+        cut = parent.rfind("/")
+        if cut < 0:
+            break
+        parent = parent[:cut]
+        kind = kinds.get(parent)
+    return missing, kind, parent
+
+
 class _Scan:
     """The state of one pass: what each archive path is, and what to do last."""
 
@@ -443,21 +464,9 @@ class _Scan:
         """The folders above ``member`` are folders.  Only the nearest known
         one is looked at (its own parents were checked when it came), and
         the folders between are remembered: linear in the name's length."""
-        cut = member.rfind("/")
-        if cut < 0:
+        missing, kind, parent = _unknown_parents(member, self.kinds)
+        if not missing and kind == "dir":
             return
-        parent = member[:cut]
-        kind = self.kinds.get(parent)
-        if kind == "dir":
-            return
-        missing = []
-        while kind is None:
-            missing.append(parent)
-            cut = parent.rfind("/")
-            if cut < 0:
-                break
-            parent = parent[:cut]
-            kind = self.kinds.get(parent)
         if kind is not None and kind != "dir":
             raise UnsafeArchiveError(f"member {member!r} would be written through the {kind} {parent!r}")
         self._charge(len(missing), sum(map(len, missing)))
@@ -950,21 +959,7 @@ def _implied_dirs(archive: str, path: str, kinds: dict, actual: dict, dest: str 
     judged through them as the kernel will see them), and a path inside a
     file or a symlink is refused.  Records come in tree order: a listed
     folder is known before anything inside it."""
-    cut = path.rfind("/")
-    if cut < 0:
-        return
-    parent = path[:cut]
-    kind = kinds.get(parent)
-    if kind == "dir":
-        return
-    missing = []
-    while kind is None:
-        missing.append(parent)
-        cut = parent.rfind("/")
-        if cut < 0:
-            break
-        parent = parent[:cut]
-        kind = kinds.get(parent)
+    missing, kind, parent = _unknown_parents(path, kinds)
     if kind is not None and kind != "dir":
         raise IntegrityError(f"{archive}: its manifest puts {path!r} inside the {kind} {parent!r}: no tree has both")
     for sub in reversed(missing):
