@@ -356,6 +356,7 @@ def list_entries(manifest: bytes, patterns=()) -> Iterator[dict]:
     ``patterns`` select: a path matches when it, or a folder above it,
     matches (as ``restore --include`` selects)."""
     from .archive import iter_manifest
+    from .extract import _selected
 
     includes = _matcher(patterns)
     dirs: dict[str, bool] = {}  # folder -> selected; filled in tree order (a folder before its contents)
@@ -367,32 +368,11 @@ def list_entries(manifest: bytes, patterns=()) -> Iterator[dict]:
             yield rec
             continue
         is_dir = rec.get("type") == "dir"
-        hit = _ancestor_selected(includes, path, dirs) or bool(
-            includes.excludes(os.fsencode(path), os.fsencode(path.rpartition("/")[2]), is_dir))
+        hit = _selected(includes, path.split("/"), is_dir, dirs)
         if is_dir:
             dirs[path] = hit
         if hit:
             yield rec
-
-
-def _ancestor_selected(includes, path: str, known: dict[str, bool]) -> bool:
-    """Whether a folder above ``path`` is selected; folders the manifest did
-    not list are judged here, each once."""
-    todo = []
-    sub = path
-    hit = False
-    while (cut := sub.rfind("/")) >= 0:
-        sub = sub[:cut]
-        got = known.get(sub)
-        if got is not None:
-            hit = got
-            break
-        todo.append(sub)
-    for sub in reversed(todo):
-        if not hit:
-            hit = bool(includes.excludes(os.fsencode(sub), os.fsencode(sub.rpartition("/")[2]), True))
-        known[sub] = hit
-    return hit
 
 
 _TYPE_BITS = {"file": _stat.S_IFREG, "hardlink": _stat.S_IFREG, "dir": _stat.S_IFDIR, "symlink": _stat.S_IFLNK}
