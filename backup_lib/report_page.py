@@ -316,15 +316,22 @@ def build_context(data: Mapping) -> dict:
 
     drills = []
     for kind, task in DRILL_TASKS.items():
-        recs = [r for r in history if r.get("task") == task and attempted(r)]  # exit 2: the drill never ran
-        if recs:
+        # one row for the local drills, one for each remote drilled (exit 2: the drill never ran)
+        by_where: dict = {None: []}
+        for r in history:
+            if r.get("task") == task and attempted(r):
+                where = r.get("remote") if isinstance(r.get("remote"), str) else None
+                by_where.setdefault(where, []).append(r)
+        for where, recs in sorted(by_where.items(), key=lambda kv: kv[0] or ""):
+            label = task if where is None else f"{task} --remote {where}"
+            if not recs:
+                drills.append({"task": label, "outcome": None})
+                continue
             r = max(recs, key=lambda r: _time(r.get("end")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc))
-            drills.append({"task": task, "outcome": r.get("outcome"), "cls": "ok" if r.get("outcome") == "success" else "bad",
+            drills.append({"task": label, "outcome": r.get("outcome"), "cls": "ok" if r.get("outcome") == "success" else "bad",
                            "end": r.get("end"), "end_text": _short_time(r.get("end")), "duration": r.get("duration"),
                            "archive": display_path(r.get("archive") or "-"), "error": r.get("error"),
                            "exit_code": r.get("exit_code")})
-        else:
-            drills.append({"task": task, "outcome": None})
 
     runs = []
     for r in sorted(history, key=lambda r: _time(r.get("end")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc),

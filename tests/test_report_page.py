@@ -255,3 +255,21 @@ def test_the_page_renders_in_chromium_without_console_messages(site, tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_drills_from_a_remote_are_rows_of_their_own():
+    """A drill of a remote's copy proves that copy, not the local one: the
+    local row keeps the local drill's outcome."""
+    from backup_lib.report_page import build_context
+
+    def rec(end, outcome, remote=None):
+        r = {"task": "backup.drill", "kind": "project", "start": end, "end": end, "outcome": outcome,
+             "exit_code": 0 if outcome == "success" else 7, "archive": "site_project_20261129_020000.tar.gz"}
+        if remote:
+            r["remote"] = remote
+        return r
+
+    history = [rec("2026-11-29T03:00:00+00:00", "failure"), rec("2026-11-29T04:00:00+00:00", "success", "offsite")]
+    drills = build_context({"history": history, "backups": {}})["drills"]
+    rows = {d["task"]: d.get("outcome") for d in drills}
+    assert rows == {"backup.drill": "failure", "backup.drill --remote offsite": "success", "db.drill": None}, rows
