@@ -244,10 +244,22 @@ def _check_extracted(res, work: str) -> list[str]:
         return errors
     if meta.get("engine") not in (None, "sqlite"):
         return [f"not a SQLite backup (engine {meta.get('engine')!r})"]
-    snap = os.path.join(work, meta.get("database_file", ""))
-    if not os.path.isfile(snap):
+    # The files the metadata names are plain names of regular members, the
+    # snapshot with its SHA-256: a restore moves the snapshot over the live
+    # database, and "/elsewhere/x.db" or "../x.db" would name another file.
+    for field_name in ("database_file", "sql_dump"):
+        name = meta.get(field_name)
+        if field_name == "sql_dump" and not name:
+            continue
+        if not (isinstance(name, str) and name and "/" not in name and "\0" not in name and name not in (".", "..")
+                and res.actual.get(name, ("",))[0] == "file"):
+            return [f"the metadata's {field_name} {name!r} is not a file of this archive"]
+    if not (isinstance(meta.get("sha256"), str) and len(meta["sha256"]) == 64):
+        return ["the metadata records no SHA-256 for the snapshot"]
+    snap = os.path.join(work, meta["database_file"])
+    if not os.path.isfile(snap) or os.path.islink(snap):
         return [f"the snapshot {meta.get('database_file')!r} is missing from the archive"]
-    if res.sha256_of(meta.get("database_file", "")) != meta.get("sha256"):
+    if res.sha256_of(meta["database_file"]) != meta.get("sha256"):
         errors.append("the snapshot's SHA-256 does not match the metadata")
     check = _sq.integrity_check(snap)
     if check != "ok":

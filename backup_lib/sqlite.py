@@ -88,7 +88,10 @@ def snapshot(src_path: str, dst_path: str, *, timeout: float = 5.0) -> dict:
 
 
 def integrity_check(path: str) -> str:
-    with connect(path, readonly=True) as conn:
+    """``PRAGMA integrity_check`` of a private copy (a snapshot, an extracted
+    or a loaded file): on a read-write connection, since read-only SQLite
+    skips the CHECK constraints."""
+    with connect(path) as conn:
         try:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
         except sqlite3.DatabaseError as exc:
@@ -281,15 +284,37 @@ def write_dump(db_path: str, out_path: str) -> dict:
     return {"size": size, "sha256": h.hexdigest()}
 
 
+# What a dump may do beyond creating and filling its own tables: the
+# pragmas write_dump() itself emits, nothing else.  ATTACH (and VACUUM INTO,
+# which attaches its target) would reach other files: a backup's dump is
+# data from wherever the archive came from.
+_DUMP_PRAGMAS = frozenset({"foreign_keys", "writable_schema"})
+
+
+def _dump_authorizer(action, arg1, arg2, db_name, trigger):
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in _DUMP_PRAGMAS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 def load_dump(sql_path: str, db_path: str) -> None:
-    """Load a dump into a new database file (the dump holds its own transaction)."""
+    """Load a dump into a new database file (the dump holds its own
+    transaction), allowed to touch that file only, and check the result
+    with ``integrity_check`` (writable_schema can leave a schema that lies)."""
     with open(sql_path, "rb") as fh:
         script = fh.read().decode("utf-8", "surrogateescape")
     try:
         with connect(db_path) as conn:
+            conn.set_authorizer(_dump_authorizer)
             conn.executescript(script)
+            conn.set_authorizer(None)
     except sqlite3.Error as exc:
         raise DatabaseError(f"the SQL dump does not load: {exc}") from None
+    check = integrity_check(db_path)
+    if check != "ok":
+        raise DatabaseError(f"the SQL dump loads into a database that fails integrity_check: {check}")
 
 
 def content_digest(path: str) -> str:

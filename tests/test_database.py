@@ -209,7 +209,10 @@ def test_verify_checks_row_counts_against_metadata(proj, tmp_path):
     work = tmp_path / "w"
     extract(res.backup_path, work)
     meta = dict(res.metadata, tables={"accounts": 1, "log": 0})
-    scan = ScanResult(res.backup_path, metadata=meta, actual={"shop.db": ("file", res.metadata["size"], bytes.fromhex(res.metadata["sha256"]))})
+    actual = {"shop.db": ("file", res.metadata["size"], bytes.fromhex(res.metadata["sha256"]))}
+    if meta.get("sql_dump"):
+        actual[meta["sql_dump"]] = ("file", 0, b"")
+    scan = ScanResult(res.backup_path, metadata=meta, actual=actual)
     errors = _check_extracted(scan, str(work))
     assert any("row counts" in e for e in errors)
 
@@ -590,3 +593,72 @@ def test_db_url_names_a_sqlite_file_for_every_task_and_not_together_with_db_path
     for args in (["db.restore", "-b", meta["backup_path"]], ["backup.create", "--dry-run"], ["backup.status"]):
         code, out, err = run_cli([*args, "--project-root", str(root)])
         assert code == 2 and "--db-path / db.path and db.url both name the database" in err, (args, err)
+
+
+def _good_db(path):
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER CHECK (balance >= 0))")
+    c.executemany("INSERT INTO accounts (balance) VALUES (?)", [(i,) for i in range(10)])
+    c.commit()
+    dump = "\n".join(c.iterdump()) + "\n"
+    c.close()
+    with open(path, "rb") as fh:
+        return fh.read(), {"accounts": 10}, dump
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "missing-sha"])
+def test_a_database_backup_naming_another_file_as_its_snapshot_is_refused(proj, tmp_path, where):
+    """database_file is what a restore moves over the live database: a name
+    that leads out of the archive ("/elsewhere/x.db", "../x.db"), or a
+    snapshot without a recorded SHA-256, fails verify and restore, and the
+    file it names is left alone."""
+    from forge import file, forge
+
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    victim = tmp_path / "elsewhere" / "precious.db"
+    victim.parent.mkdir()
+    db_bytes, counts, dump = _good_db(str(victim))
+    bdir = proj / "backups" / "db"
+    bdir.mkdir(parents=True)
+    bad = bdir / "shop_db_20260101_000000.tar.gz"
+    name = {"absolute": str(victim), "dotdot": "../../../" + str(victim.relative_to(tmp_path)), "missing-sha": "shop.db"}[where]
+    extra = {"backup_type": "database", "source_path": "instance/shop.db", "found_by": "db.path", "database_file": name,
+             "sql_dump": "", "sqlite_version": sqlite3.sqlite_version, "page_size": 4096, "journal_mode": "delete",
+             "user_version": 0, "size": len(db_bytes), "integrity_check": "ok", "tables": counts, "safety_backup": False}
+    # (no sha256: the old check compared the missing snapshot's None with the metadata's None)
+    forge(str(bad), [file("shop.db", db_bytes)], compression="gz", extra_metadata=extra)
+    code, out, err = run_cli(["db.verify", "--project-root", str(proj), "--backup-path", str(bad)])
+    assert code == 4, (code, out, err)
+    code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", str(bad), "--force"])
+    assert code == 4 and "nothing restored" in err, err
+    assert victim.exists() and content_digest(db) == before
+
+
+@pytest.mark.parametrize("attack", ["attach", "vacuum-into", "pragma", "writable-schema"])
+def test_a_dump_that_reaches_other_files_or_lies_about_its_schema_is_refused(proj, tmp_path, attack):
+    """The SQL dump is data from the archive: loading it (db.verify,
+    db.restore --from-sql) may create and fill its own tables, nothing else,
+    and the result must pass integrity_check."""
+    db = str(proj / "instance" / "shop.db")
+    before = content_digest(db)
+    db_bytes, counts, dump = _good_db(str(tmp_path / "good.db"))
+    target = tmp_path / "pwned.db"
+    extra_sql = {
+        "attach": f"ATTACH DATABASE '{target}' AS p; CREATE TABLE p.t (x);",
+        "vacuum-into": f"VACUUM INTO '{target}';",
+        "pragma": "PRAGMA journal_mode=WAL;",
+        "writable-schema": ("PRAGMA writable_schema=ON; UPDATE sqlite_master SET sql = 'CREATE TABLE accounts "
+                            "(id INTEGER PRIMARY KEY, balance INTEGER CHECK (balance < 0))' WHERE name = 'accounts'; "
+                            "PRAGMA writable_schema=OFF;"),
+    }[attack]
+    dump = dump.replace("COMMIT;", extra_sql + "\nCOMMIT;") if attack != "vacuum-into" else dump + extra_sql + "\n"
+    bdir = proj / "backups" / "db"
+    bdir.mkdir(parents=True)
+    bad = bdir / "shop_db_20260101_000000.tar.gz"
+    forge_db_backup(bad, db_bytes, counts, dump.encode())
+    code, out, err = run_cli(["db.verify", "--project-root", str(proj), "--backup-path", str(bad)])
+    assert code == 4 and "SQL dump" in out, (code, out, err)
+    code, _, err = run_cli(["db.restore", "--project-root", str(proj), "--backup-path", str(bad), "--from-sql", "--force"])
+    assert code == 4 and "nothing restored" in err, err
+    assert not target.exists() and content_digest(db) == before
