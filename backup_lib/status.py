@@ -102,6 +102,7 @@ CREATE_TASKS = {"project": "backup.create", "db": "db.backup"}
 PUSH_TASKS = {"project": "backup.push", "db": "db.push"}  # a remote kind's "backup run"
 VERIFY_TASKS = ("backup.verify", "db.verify")
 DRILL_TASKS = {"project": "backup.drill", "db": "db.drill"}
+FUTURE_TOLERANCE = _dt.timedelta(minutes=10)  # history records ending later than now + this are not believed
 # The tasks a schedule runs: their last run failing is a problem.  A failed
 # restore (a typo, a non-empty target) is shown as the last failure only.
 SCHEDULED_TASKS = ("backup.create", "db.backup", "backup.cleanup", "db.cleanup", *DRILL_TASKS.values(), "backup.push", "db.push")
@@ -342,8 +343,12 @@ def evaluate(
     expected = list(DEFAULT_KINDS if kinds is None else kinds)
     all_kinds = expected + [k for k in backups if k not in expected]
     by_kind: dict[str, list[Mapping]] = {}
+    # A run cannot have ended after now: a record "from the future" (a
+    # clock that was ahead, or a hand-edited line) would stay the last run
+    # of its kind and hide every real one after it, so it is passed over.
+    latest = now + FUTURE_TOLERANCE
     for rec in history:
-        if isinstance(rec, Mapping) and parse_time(rec.get("end")) is not None:
+        if isinstance(rec, Mapping) and (end := parse_time(rec.get("end"))) is not None and end <= latest:
             key = str(rec.get("kind") or "")
             if isinstance(rec.get("remote"), str) and rec["remote"]:
                 key = f"{key}@{rec['remote']}"

@@ -415,3 +415,16 @@ def test_expected_kinds_follow_the_pushes_or_status_remotes():
     assert expected_kinds({"kinds": ["db@nas"]}, has_database=True, pushes=pushes) == ["db@nas"]
     with pytest.raises(UsageError, match="status.remotes"):
         expected_kinds({"remotes": {"a": 1}}, has_database=True)
+
+
+def test_a_history_record_from_the_future_does_not_hide_a_later_failure():
+    """One success 'ending' a year from now (a clock that was ahead, or an
+    edited line) would stay the last run of its kind forever: it is passed
+    over, and the real failure after it is reported."""
+    backups, history = healthy()
+    history.append(run("backup.create", -365 * 24 * H))  # ends a year from now
+    history.append(run("backup.create", 0.1 * H, "failure", error="disk full"))
+    rep = evaluate(backups, history, now=NOW)
+    assert codes(rep) == ["run_failed"] and rep["exit_code"] == 12, rep["problems"]
+    history.append(run("backup.create", -60))  # a minute ahead: within the tolerance, believed
+    assert evaluate(backups, history, now=NOW)["status"] == "ok"
