@@ -453,7 +453,7 @@ def cleanup_backups(
         confirmed, not_ours = [], []
         for bf in store.backups(name=name):
             try:
-                meta = store.metadata(bf.path)
+                meta = store.metadata(bf.path, write_index=not dry_run)
             except (IntegrityError, NotFoundError):
                 not_ours.append(bf.path)
                 continue

@@ -241,3 +241,15 @@ def test_an_index_beside_an_archive_that_is_no_regular_file_is_ignored_never_rea
         proc = run_subprocess(args, cwd=root, timeout=30)
         assert proc.returncode == 0 and "unexpected" not in proc.stderr, (args, proc.returncode, proc.stdout, proc.stderr)
     assert res.metadata["project_hash"] in run_subprocess(["backup.info", "--backup-path", res.backup_path, "--json"], cwd=root).stdout
+
+
+def test_cleanup_dry_run_never_rewrites_a_missing_index(root):
+    d = bdir(root)
+    made = P.create_backup(str(root)).backup_path
+    os.unlink(made + INDEX_SUFFIX)
+    before = sorted(os.listdir(d))
+    res = P.cleanup_backups(str(d), retention_days=30, max_backups=1, dry_run=True)
+    assert [x.key for x in res.decisions] == [made]
+    assert sorted(os.listdir(d)) == before  # a dry run changes nothing
+    P.cleanup_backups(str(d), retention_days=30, max_backups=1)
+    assert os.path.exists(made + INDEX_SUFFIX)  # a real one may refresh the cache
