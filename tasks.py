@@ -846,6 +846,7 @@ def _cleanup_remote(c, s, section: str, root: str, remote_name: str, dry_run: bo
                              max_backups=cfg["max_backups"], keep=_keep_policy(cfg))
     with _remote(c, remote_name) as remote:
         result = cleanup_remote(remote, _project_name(s, root), "project" if section == "backup" else "db", plan, dry_run=dry_run)
+    _warn_future(result.decisions, f"{remote.name}:")
     if json_:
         _json(result.as_dict())
         return
@@ -880,7 +881,18 @@ def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) 
     _print_cleanup(result, json_)
 
 
+def _warn_future(decisions, where: str = "") -> None:
+    """One warning naming the backups dated in the future (kept, not counted: a clock was wrong)."""
+    from backup_lib.retention import dated_in_future
+
+    future = dated_in_future(decisions)
+    if future:
+        names = ", ".join(where + _shown(os.path.basename(d.key)) for d in future)
+        _warn(f"{len(future)} backup(s) dated in the future, kept and not counted (was the clock wrong when they were made?): {names}")
+
+
 def _print_cleanup(result, json_):
+    _warn_future(result.decisions)
     if json_:
         _json({"dry_run": result.dry_run, "deleted": list(result.deleted),
                "would_delete": [d.key for d in result.decisions if d.delete] if result.dry_run else [],
