@@ -860,10 +860,16 @@ def _cleanup_remote(c, s, section: str, root: str, remote_name: str, dry_run: bo
 
 
 def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
+    from backup_lib.errors import BackupError
     from backup_lib.project import cleanup_backups
 
     cfg = s[section]
     keep = _keep_policy(cfg)
+    try:
+        identity_file = _identity(s, root)  # opens an encrypted backup whose index is stale
+    except BackupError as exc:  # a cleanup goes on without it: such a backup is left alone
+        _warn(f"backup.identity_file not used: {exc}")
+        identity_file = None
     result = cleanup_backups(
         bdir,
         kind="project" if section == "backup" else "db",
@@ -874,6 +880,7 @@ def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) 
         dry_run=dry_run,
         lock_timeout=s["backup"]["lock_timeout"],
         cache_dir=s["backup"]["cache_dir"],
+        identity_file=identity_file,
     )
     if not json_ and not os.path.isdir(bdir):
         _out(f"No backups to clean up: {bdir} does not exist.")
@@ -903,8 +910,9 @@ def _print_cleanup(result, json_):
     for d in result.decisions:
         verb = ("would delete" if result.dry_run else "deleted") if d.delete else "keep"
         _out(f"{verb:12}  {_shown(os.path.basename(d.key))}  ({d.reason})")
+    why = dict(result.why_unreadable)
     for p in result.not_backups:
-        _warn(f"left alone {_shown(os.path.basename(p))}: not readable as a backup")
+        _warn(f"left alone {_shown(os.path.basename(p))}: {why.get(p, 'not readable as a backup')}")
     if not result.decisions:
         _out("No backups to clean up.")
 
