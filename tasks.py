@@ -846,6 +846,7 @@ def _cleanup_remote(c, s, section: str, root: str, remote_name: str, dry_run: bo
                              max_backups=cfg["max_backups"], keep=_keep_policy(cfg))
     with _remote(c, remote_name) as remote:
         result = cleanup_remote(remote, _project_name(s, root), "project" if section == "backup" else "db", plan, dry_run=dry_run)
+    _warn_future(result.decisions, f"{remote.name}:")
     if json_:
         _json(result.as_dict())
         return
@@ -859,10 +860,16 @@ def _cleanup_remote(c, s, section: str, root: str, remote_name: str, dry_run: bo
 
 
 def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) -> None:
+    from backup_lib.errors import BackupError
     from backup_lib.project import cleanup_backups
 
     cfg = s[section]
     keep = _keep_policy(cfg)
+    try:
+        identity_file = _identity(s, root)  # opens an encrypted backup whose index is stale
+    except BackupError as exc:  # a cleanup goes on without it: such a backup is left alone
+        _warn(f"backup.identity_file not used: {exc}")
+        identity_file = None
     result = cleanup_backups(
         bdir,
         kind="project" if section == "backup" else "db",
@@ -873,6 +880,7 @@ def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) 
         dry_run=dry_run,
         lock_timeout=s["backup"]["lock_timeout"],
         cache_dir=s["backup"]["cache_dir"],
+        identity_file=identity_file,
     )
     if not json_ and not os.path.isdir(bdir):
         _out(f"No backups to clean up: {bdir} does not exist.")
@@ -880,7 +888,18 @@ def _cleanup(s, section: str, root: str, bdir: str, dry_run: bool, json_: bool) 
     _print_cleanup(result, json_)
 
 
+def _warn_future(decisions, where: str = "") -> None:
+    """One warning naming the backups dated in the future (kept, not counted: a clock was wrong)."""
+    from backup_lib.retention import dated_in_future
+
+    future = dated_in_future(decisions)
+    if future:
+        names = ", ".join(where + _shown(os.path.basename(d.key)) for d in future)
+        _warn(f"{len(future)} backup(s) dated in the future, kept and not counted (was the clock wrong when they were made?): {names}")
+
+
 def _print_cleanup(result, json_):
+    _warn_future(result.decisions)
     if json_:
         _json({"dry_run": result.dry_run, "deleted": list(result.deleted),
                "would_delete": [d.key for d in result.decisions if d.delete] if result.dry_run else [],
@@ -891,8 +910,9 @@ def _print_cleanup(result, json_):
     for d in result.decisions:
         verb = ("would delete" if result.dry_run else "deleted") if d.delete else "keep"
         _out(f"{verb:12}  {_shown(os.path.basename(d.key))}  ({d.reason})")
+    why = dict(result.why_unreadable)
     for p in result.not_backups:
-        _warn(f"left alone {_shown(os.path.basename(p))}: not readable as a backup")
+        _warn(f"left alone {_shown(os.path.basename(p))}: {why.get(p, 'not readable as a backup')}")
     if not result.decisions:
         _out("No backups to clean up.")
 

@@ -424,6 +424,7 @@ class CleanupResult:
     deleted: tuple[str, ...]
     not_backups: tuple[str, ...] = ()
     dry_run: bool = False
+    why_unreadable: tuple[tuple[str, str], ...] = ()  # (path, why) of the not_backups that could not be read
 
 
 def cleanup_backups(
@@ -439,30 +440,52 @@ def cleanup_backups(
     now: _dt.datetime | None = None,
     cache_dir: str | None = None,
     tz=None,
+    identity_file: str | None = None,
 ) -> CleanupResult:
     """Delete this project's backups that the policy does not keep: the
     calendar rules in ``keep`` when given, else age and count.  A kept
     incremental keeps its whole chain; deletion goes newest first, so a
-    cleanup cut short never leaves an incremental without its parent."""
+    cleanup cut short never leaves an incremental without its parent.
+
+    A backup that cannot be read (an encrypted one whose index is stale
+    opens only with ``identity_file``) is left alone, never the whole
+    cleanup stopped; when it is an incremental, every backup that could be
+    its parent is kept too."""
     days, most = check_retention_args(retention_days, max_backups)
     store = BackupStore(backup_dir, kind)
     if not os.path.isdir(store.directory):
         return CleanupResult((), (), dry_run=dry_run)
 
     def run() -> CleanupResult:
-        confirmed, not_ours = [], []
+        from .archive.reader import IdentityNeededError
+
+        confirmed, not_ours, unreadable, unknown_chains = [], [], [], []
         for bf in store.backups(name=name):
             try:
-                meta = store.metadata(bf.path)
+                try:
+                    meta = store.metadata(bf.path, write_index=not dry_run)
+                except IdentityNeededError:
+                    if not identity_file:
+                        raise
+                    meta = store.metadata(bf.path, identity_file=identity_file, write_index=not dry_run)
             except (IntegrityError, NotFoundError):
                 not_ours.append(bf.path)
+                continue
+            except BackupError as exc:  # encrypted with no key that opens it, unreadable: left alone
+                not_ours.append(bf.path)
+                why = ("encrypted, its index is stale, and no backup.identity_file opens it"
+                       if isinstance(exc, IdentityNeededError) else str(exc))
+                unreadable.append((bf.path, why))
+                if bf.incremental:  # its chain cannot be known: keep whatever could be its parent
+                    unknown_chains.append((bf.path, bf.timestamp, "which cannot be read"))
                 continue
             if meta.get("backup_type") not in BACKUP_TYPES[kind]:
                 not_ours.append(bf.path)
                 continue
             parent = (meta.get("parent") or {}).get("name") if meta.get("backup_type") == "project_incremental" else None
             confirmed.append(Backup(bf.path, bf.timestamp, os.path.join(store.directory, parent) if parent else None))
-        decisions = plan_retention(confirmed, now=now or now_utc(), retention_days=days, max_backups=most, keep=keep, tz=tz)
+        decisions = plan_retention(confirmed, now=now or now_utc(), retention_days=days, max_backups=most, keep=keep, tz=tz,
+                                   unknown_chains=unknown_chains)
         deleted = []
         for d in decisions:  # newest first: dependants before their parents
             if d.delete and not dry_run:
@@ -472,7 +495,7 @@ def cleanup_backups(
             from .incremental import ManifestCache, default_cache_dir
 
             ManifestCache(cache_dir or default_cache_dir(), backup_dir).prune(d.key for d in decisions if not d.delete)
-        return CleanupResult(tuple(decisions), tuple(deleted), tuple(not_ours), dry_run)
+        return CleanupResult(tuple(decisions), tuple(deleted), tuple(not_ours), dry_run, tuple(unreadable))
 
     if dry_run:
         return run()

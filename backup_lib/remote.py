@@ -1088,7 +1088,12 @@ def cleanup_remote(remote: Remote, name: str, kind: str, plan_fn: Callable[[list
     by_archive = {rb.archive: rb for rb in confirmed}
     parent_of = parent_of or _parent_name
     plan_input = [Backup(rb.archive, rb.timestamp, parent_of(rb.metadata)) for rb in confirmed]
-    result.decisions = list(plan_fn(plan_input)) if plan_input else []
+    # An unconfirmed incremental (its index never arrived) stays, and so
+    # must whatever could be its parent: its chain is unknown.
+    unknown = [(rb.archive, rb.timestamp, "whose index is missing" if rb.index is None else "whose index is unreadable")
+               for rb in backups if rb.archive in result.unconfirmed and (parse_backup_name(rb.archive) or {}).get("incremental")]
+    extra = {"unknown_chains": unknown} if unknown else {}
+    result.decisions = list(plan_fn(plan_input, **extra)) if plan_input else []
     if dry_run:
         return result
     for d in result.decisions:  # newest first: dependants before their parents

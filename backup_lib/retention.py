@@ -16,6 +16,15 @@ Two policies:
 
 Whatever the policy, the newest backup is kept, and a kept incremental keeps
 every backup it depends on (its parent, up to the chain's full backup).
+
+A backup dated in the future (more than :data:`FUTURE_TOLERANCE` past
+``now``: made while the clock was wrong) cannot be placed in time: it is
+kept, and it is neither "the newest" nor counted by ``max_backups`` or
+``keep_last`` (nor by any rule), so it never pushes a real backup out.
+
+An incremental left out of the plan because its chain cannot be known (its
+index is missing, or it cannot be read) is given in ``unknown_chains``:
+every backup as old as it or older, which could be its parent, is kept.
 Deleting newest first removes dependants before their parents, so an
 interrupted cleanup never leaves an incremental without its parent.
 """
@@ -29,9 +38,12 @@ from typing import Sequence
 
 from .errors import UsageError
 
-__all__ = ["Decision", "KeepPolicy", "plan_retention", "check_retention_args", "parse_duration", "Backup"]
+__all__ = ["Decision", "KeepPolicy", "plan_retention", "check_retention_args", "parse_duration", "Backup", "dated_in_future",
+           "FUTURE_TOLERANCE"]
 
 MAX_RETENTION_DAYS = 100 * 366  # a century: beyond it a date would overflow
+FUTURE_TOLERANCE = _dt.timedelta(hours=1)  # clocks drift; a backup further ahead than this was made with a wrong clock
+_FUTURE = "dated in the future"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,19 +213,28 @@ def plan_retention(
     max_backups: int = 5,
     keep: KeepPolicy | None = None,
     tz: _dt.tzinfo | None = None,
+    unknown_chains: Sequence[tuple[str, _dt.datetime, str]] = (),
 ) -> list[Decision]:
     """Keep or delete each backup; the result is newest first.
 
     ``backups``: :class:`Backup` or ``(key, UTC timestamp[, parent key])``
     in any order.  ``keep``: calendar rules (else age and count).  ``tz``:
     the zone periods are counted in (default: the machine's local zone).
+    ``unknown_chains``: ``(name, UTC timestamp, why)`` of incrementals kept
+    out of the plan whose parent is unknown (``why``: "whose index is
+    missing"); every backup not newer than one of them is kept.
     """
-    ordered = sorted(_as_backups(backups), key=lambda b: b.timestamp, reverse=True)
-    if not ordered:
+    every = sorted(_as_backups(backups), key=lambda b: b.timestamp, reverse=True)
+    if not every:
         return []
-    reasons: dict[str, list[str]] = {b.key: [] for b in ordered}
+    reasons: dict[str, list[str]] = {b.key: [] for b in every}
     dropped: dict[str, str] = {}
-    if keep is None:
+    horizon = now + FUTURE_TOLERANCE
+    for b in every:
+        if b.timestamp > horizon:
+            reasons[b.key].append(f"{_FUTURE} ({b.timestamp:%Y-%m-%d %H:%M} UTC): kept, not counted")
+    ordered = [b for b in every if b.timestamp <= horizon]  # what can be placed in time, newest first
+    if ordered and keep is None:
         cutoff = now - _dt.timedelta(days=retention_days)
         for rank, b in enumerate(ordered):
             if rank == 0:
@@ -224,7 +245,7 @@ def plan_retention(
                 dropped[b.key] = f"older than {retention_days} days"
             else:
                 reasons[b.key].append("within the retention policy")
-    else:
+    elif ordered:
         reasons[ordered[0].key].append("newest backup, always kept")
         for rank, b in enumerate(ordered):
             if rank < keep.last:
@@ -248,9 +269,14 @@ def plan_retention(
         for b in ordered:
             if not reasons[b.key]:
                 dropped[b.key] = f"not kept by {keep.describe()}"
+    for name, when, why in unknown_chains:
+        for b in every:
+            if b.timestamp <= when:
+                reasons[b.key].append(f"possible parent of {_name(name)}, {why}")
+                dropped.pop(b.key, None)
     # A kept backup keeps the chain it depends on.
-    by_key = {b.key: b for b in ordered}
-    for b in ordered:  # newest first: a dependant is always newer than its parent
+    by_key = {b.key: b for b in every}
+    for b in every:  # newest first: a dependant is always newer than its parent
         if not reasons[b.key]:
             continue
         child, parent = b.key, b.parent
@@ -264,12 +290,17 @@ def plan_retention(
             dropped.pop(parent, None)
             child, parent = parent, by_key[parent].parent
     out = []
-    for b in ordered:
+    for b in every:
         if reasons[b.key]:
             out.append(Decision(b.key, b.timestamp, False, tuple(reasons[b.key])))
         else:
             out.append(Decision(b.key, b.timestamp, True, (dropped.get(b.key, "not kept"),)))
     return out
+
+
+def dated_in_future(decisions: Sequence[Decision]) -> list[Decision]:
+    """The decisions about backups dated in the future (to warn about)."""
+    return [d for d in decisions if any(r.startswith(_FUTURE) for r in d.reasons)]
 
 
 def _name(key: str) -> str:

@@ -337,9 +337,10 @@ class BackupStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(archive + INDEX_SUFFIX)
 
-    def metadata(self, archive: str) -> dict:
-        """The archive's metadata: from its index when fresh, else from the archive."""
-        return read_metadata(archive)
+    def metadata(self, archive: str, *, identity_file: str | None = None, write_index: bool = True) -> dict:
+        """The archive's metadata: from its index when fresh, else from the
+        archive (``write_index=False``: the index is not rewritten then)."""
+        return read_metadata(archive, identity_file, write_index=write_index)
 
 
 # What the index of an encrypted archive shows: when, what kind, how big,
@@ -371,10 +372,12 @@ def load_index(path: str):
         os.close(fd)
 
 
-def read_metadata(archive: str, identity_file: str | None = None) -> dict:
+def read_metadata(archive: str, identity_file: str | None = None, *, write_index: bool = True) -> dict:
     """Metadata of any archive path; uses and refreshes the index beside it.
     An encrypted archive's index holds its public part only; the whole
-    metadata needs ``identity_file`` (and a read of the whole archive)."""
+    metadata needs ``identity_file`` (and a read of the whole archive).
+    ``write_index=False`` (a dry run): a missing or stale index is read
+    around, never rewritten, so that nothing on disk changes."""
     from .archive import ArchiveReader
 
     try:
@@ -398,7 +401,7 @@ def read_metadata(archive: str, identity_file: str | None = None) -> dict:
         cached = None
     metadata = ArchiveReader(archive, identity_file=identity_file).read_all_metadata()
     directory = os.path.dirname(os.path.abspath(archive))
-    if cached is None and os.access(directory, os.W_OK):
+    if write_index and cached is None and os.access(directory, os.W_OK):
         BackupStore(directory, metadata.get("backup_type", "")).write_index(archive, metadata)
     return metadata
 

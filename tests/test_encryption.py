@@ -258,3 +258,33 @@ def test_restore_an_encrypted_chain_needs_the_key(tree, tmp_path, key, monkeypat
     keygen(other)
     code, _, err = run("backup.restore", "-p", str(tree), "-b", inc, "-t", str(tmp_path / "wrong"), "-I", other)
     assert code == 1 and "no identity matches" in err and not (tmp_path / "wrong").exists()
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_cleanup_over_an_encrypted_incremental_with_a_stale_index(tree, tmp_path, key, monkeypatch, with_key):
+    import time
+
+    path, recipient = key
+    configure(tmp_path, monkeypatch, f"backup:\n  encrypt_to: ['{recipient}']\n  identity_file: '{path}'\n")
+    made = []
+    for flag in ("--full", "--incremental", "--full"):
+        (tree / "app.py").write_text(f"x = {len(made)}\n")
+        code, out, err = run("backup.create", "-p", str(tree), flag, "--json")
+        assert code == 0, err
+        made.append(json.loads(out)["backup_path"])
+        if flag == "--incremental":
+            st = os.stat(made[-1])  # copied without -p: its index no longer matches
+            os.utime(made[-1], ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+        time.sleep(1.05)
+    assert made[1].endswith("_incr.tar.gz.age")
+    if not with_key:
+        configure(tmp_path, monkeypatch, f"backup:\n  encrypt_to: ['{recipient}']\n")
+    code, out, err = run("backup.cleanup", "-p", str(tree), "--max-backups", "1", "--retention-days", "0")
+    assert code == 0, err
+    if with_key:  # the configured key reads it: the plan is whole
+        assert [os.path.exists(p) for p in made] == [False, False, True]
+    else:  # left alone, with its possible parent, and said so; the rest is cleaned up
+        assert [os.path.exists(p) for p in made] == [True, True, True]
+        name = os.path.basename(made[1])
+        assert f"left alone {name}: encrypted, its index is stale" in err
+        assert f"possible parent of {name}, which cannot be read" in out

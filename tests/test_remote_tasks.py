@@ -467,3 +467,26 @@ def test_verify_download_of_an_encrypted_copy_without_the_key_checks_the_encrypt
     code, out, err = cli("backup.verify", "-p", str(proj), "-R", "nas", "--download", "--json")
     [report] = json.loads(out)
     assert code == 4 and not report["ok"] and "SHA-256 of the bytes read" in report["errors"][0], out
+
+
+def test_remote_cleanup_keeps_every_possible_parent_of_an_incremental_whose_index_is_missing(proj, tmp_path, remotes):
+    import time
+
+    names = []
+    for extra in (["--full"], ["--incremental"]):
+        code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--json", *extra)
+        assert code == 0, err
+        names.append(os.path.basename(json.loads(out)["backup_path"]))
+        time.sleep(1.05)
+    folder = tmp_path / "nas" / "shop" / "project"
+    for index in folder.glob(names[1] + ".index.json*"):  # the push was cut off before the incremental's index
+        index.unlink()
+    code, out, err = cli("backup.create", "-p", str(proj), "-P", "nas", "--full")
+    assert code == 0, err
+    code, out, err = cli("backup.cleanup", "-p", str(proj), "-R", "nas", "--max-backups", "1", "--retention-days", "0", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["deleted"] == [] and res["unconfirmed"] == [names[1]]
+    assert (folder / names[0]).is_file() and (folder / names[1]).is_file()
+    full = [d for d in res["decisions"] if d["name"] == names[0]][0]
+    assert f"possible parent of {names[1]}, whose index is missing" in full["reason"] and not full["delete"]

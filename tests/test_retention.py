@@ -215,3 +215,36 @@ def test_random_plans_never_break_a_chain():
 def test_retention_days_beyond_a_century_is_a_usage_error():
     with pytest.raises(UsageError, match="at most"):
         check_retention_args(1_000_000, 5)
+
+
+def test_a_backup_dated_in_the_future_is_kept_but_never_counted():
+    from backup_lib.retention import dated_in_future
+
+    ahead = NOW + dt.timedelta(days=365)  # made while the clock was a year ahead
+    backups = [("future", ahead), ("real", days_ago(0)), ("older", days_ago(1))]
+    plan = plan_retention(backups, now=NOW, retention_days=30, max_backups=1)
+    assert deleted(plan) == {"older"}  # the real newest stays; the future one does not count
+    by_key = {d.key: d for d in plan}
+    assert "newest" in by_key["real"].reason and "dated in the future" in by_key["future"].reason
+    assert [d.key for d in dated_in_future(plan)] == ["future"]
+    plan = plan_retention(backups, now=NOW, keep=KeepPolicy.from_values(last=1))
+    assert deleted(plan) == {"older"}
+    plan = plan_retention(backups, now=NOW, keep=KeepPolicy.from_values(within="1d"))
+    assert deleted(plan) == set()  # counted back from the real newest, not from a year ahead
+    # A small drift is no clock error: 30 minutes ahead is just the newest.
+    plan = plan_retention([("soon", NOW + dt.timedelta(minutes=30)), ("real", days_ago(0))], now=NOW, max_backups=1)
+    assert deleted(plan) == {"real"} and dated_in_future(plan) == []
+    # Only future backups: all kept, none deleted.
+    assert deleted(plan_retention([("f", ahead)], now=NOW, max_backups=1)) == set()
+
+
+def test_an_incremental_with_an_unknown_chain_keeps_every_possible_parent():
+    backups = [("new_full", days_ago(0)), ("incr2", days_ago(2), "full1"), ("full1", days_ago(3)), ("full0", days_ago(5))]
+    # "lost" (an incremental one day old, its index missing) could depend on any backup up to its time.
+    plan = plan_retention(backups, now=NOW, retention_days=30, max_backups=1,
+                          unknown_chains=[("dir/lost_incr.tar.gz", days_ago(1), "whose index is missing")])
+    assert deleted(plan) == set()
+    assert "possible parent of lost_incr.tar.gz, whose index is missing" in {d.key: d for d in plan}["full0"].reason
+    plan = plan_retention(backups, now=NOW, retention_days=30, max_backups=1,
+                          unknown_chains=[("lost", days_ago(3), "which cannot be read")])
+    assert deleted(plan) == {"incr2"}  # newer than the unknown incremental: not its parent

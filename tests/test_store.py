@@ -241,3 +241,29 @@ def test_an_index_beside_an_archive_that_is_no_regular_file_is_ignored_never_rea
         proc = run_subprocess(args, cwd=root, timeout=30)
         assert proc.returncode == 0 and "unexpected" not in proc.stderr, (args, proc.returncode, proc.stdout, proc.stderr)
     assert res.metadata["project_hash"] in run_subprocess(["backup.info", "--backup-path", res.backup_path, "--json"], cwd=root).stdout
+
+
+def test_cleanup_dry_run_never_rewrites_a_missing_index(root):
+    d = bdir(root)
+    made = P.create_backup(str(root)).backup_path
+    os.unlink(made + INDEX_SUFFIX)
+    before = sorted(os.listdir(d))
+    res = P.cleanup_backups(str(d), retention_days=30, max_backups=1, dry_run=True)
+    assert [x.key for x in res.decisions] == [made]
+    assert sorted(os.listdir(d)) == before  # a dry run changes nothing
+    P.cleanup_backups(str(d), retention_days=30, max_backups=1)
+    assert os.path.exists(made + INDEX_SUFFIX)  # a real one may refresh the cache
+
+
+def test_cleanup_never_lets_a_future_dated_backup_push_out_the_real_newest(root):
+    d = bdir(root)
+    made = P.create_backup(str(root)).backup_path
+    ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)  # made while the clock was a year ahead
+    future = str(d / f"myapp_project_{ahead:%Y%m%d_%H%M%S}.tar.gz")
+    os.rename(made, future)
+    os.rename(made + INDEX_SUFFIX, future + INDEX_SUFFIX)
+    time.sleep(1.05)
+    real = P.create_backup(str(root)).backup_path
+    res = P.cleanup_backups(str(d), retention_days=30, max_backups=1)
+    assert res.deleted == () and os.path.exists(real) and os.path.exists(future)
+    assert "dated in the future" in {x.key: x for x in res.decisions}[future].reason
