@@ -35,7 +35,7 @@ from ..errors import (
     RemoteMissingError,
     UsageError,
 )
-from .base import Incomplete, ObjectInfo, ObjectStream, Progress, Storage, check_key, is_sha256_hex
+from .base import Incomplete, ObjectInfo, ObjectStream, Progress, Storage, check_key, digest_file, is_sha256_hex
 
 __all__ = ["FolderStorage", "SIDECAR_SUFFIX"]
 
@@ -208,23 +208,13 @@ class FolderStorage(Storage):
             return None
         try:
             st = os.fstat(fd)
-            digest = hashlib.sha256()
-            buf = bytearray(_CHUNK)
-            stopping = self.stopping
-            with open(fd, "rb", buffering=0, closefd=False) as fh:
-                while True:
-                    if stopping.is_set():
-                        raise KeyboardInterrupt
-                    n = fh.readinto(buf)
-                    if not n:
-                        break
-                    digest.update(memoryview(buf)[:n])
+            content_sha256, _ = digest_file(fd, st.st_size, chunk=_CHUNK, stop=self.stopping)
         except OSError as exc:
             raise self._error(exc, "reading", path) from None
         finally:
             os.close(fd)
         return ObjectInfo(key, st.st_size, self._recorded(path), None, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime,
-                          content_sha256=digest.hexdigest())
+                          content_sha256=content_sha256)
 
     def _recorded(self, path: str) -> str | None:
         """The SHA-256 in the sidecar (None: missing, unreadable, not a
