@@ -1077,7 +1077,7 @@ def cleanup_remote(remote: Remote, name: str, kind: str, plan_fn: Callable[[list
 
     backups, listing = scan_remote(remote, name, kind)
     result = RemoteCleanupResult(remote.name, remote.url, dry_run, foreign=[o.key for o in listing.foreign])
-    confirmed = []
+    confirmed, unknown = [], []
     for rb in backups:
         if rb.object is None:
             result.orphan_indexes.append(rb.archive)
@@ -1085,13 +1085,12 @@ def cleanup_remote(remote: Remote, name: str, kind: str, plan_fn: Callable[[list
             confirmed.append(rb)
         else:
             result.unconfirmed.append(rb.archive)
+            if (parse_backup_name(rb.archive) or {}).get("incremental"):
+                # it stays, and so must whatever could be its parent: its chain is unknown
+                unknown.append((rb.archive, rb.timestamp, "whose index is missing" if rb.index is None else "whose index is unreadable"))
     by_archive = {rb.archive: rb for rb in confirmed}
     parent_of = parent_of or _parent_name
     plan_input = [Backup(rb.archive, rb.timestamp, parent_of(rb.metadata)) for rb in confirmed]
-    # An unconfirmed incremental (its index never arrived) stays, and so
-    # must whatever could be its parent: its chain is unknown.
-    unknown = [(rb.archive, rb.timestamp, "whose index is missing" if rb.index is None else "whose index is unreadable")
-               for rb in backups if rb.archive in result.unconfirmed and (parse_backup_name(rb.archive) or {}).get("incremental")]
     extra = {"unknown_chains": unknown} if unknown else {}
     result.decisions = list(plan_fn(plan_input, **extra)) if plan_input else []
     if dry_run:
