@@ -69,6 +69,7 @@ __all__ = [
     "thresholds_from_config",
     "expected_kinds",
     "split_kind",
+    "believable",
     "evaluate",
     "render_status",
     "render_prometheus",
@@ -111,6 +112,16 @@ SCHEDULED_TASKS = ("backup.create", "db.backup", "backup.cleanup", "db.cleanup",
 # stays in the history and is shown as the last failure, but it is not a
 # verify or a scheduled run of the backups, failed or otherwise.
 EXIT_USAGE = 2
+
+
+def believable(history: Iterable, now: _dt.datetime) -> list[Mapping]:
+    """The history records with a readable end that is not in the future.
+    A run cannot have ended after now: a record "from the future" (a clock
+    that was ahead, or a hand-edited line) would stay the last run of its
+    kind and hide every real one after it, so it is passed over."""
+    latest = now + FUTURE_TOLERANCE
+    return [rec for rec in history
+            if isinstance(rec, Mapping) and (end := parse_time(rec.get("end"))) is not None and end <= latest]
 
 
 def attempted(rec: Mapping) -> bool:
@@ -343,16 +354,11 @@ def evaluate(
     expected = list(DEFAULT_KINDS if kinds is None else kinds)
     all_kinds = expected + [k for k in backups if k not in expected]
     by_kind: dict[str, list[Mapping]] = {}
-    # A run cannot have ended after now: a record "from the future" (a
-    # clock that was ahead, or a hand-edited line) would stay the last run
-    # of its kind and hide every real one after it, so it is passed over.
-    latest = now + FUTURE_TOLERANCE
-    for rec in history:
-        if isinstance(rec, Mapping) and (end := parse_time(rec.get("end"))) is not None and end <= latest:
-            key = str(rec.get("kind") or "")
-            if isinstance(rec.get("remote"), str) and rec["remote"]:
-                key = f"{key}@{rec['remote']}"
-            by_kind.setdefault(key, []).append(rec)
+    for rec in believable(history, now):
+        key = str(rec.get("kind") or "")
+        if isinstance(rec.get("remote"), str) and rec["remote"]:
+            key = f"{key}@{rec['remote']}"
+        by_kind.setdefault(key, []).append(rec)
     for recs in by_kind.values():
         recs.sort(key=lambda r: parse_time(r["end"]))
 
