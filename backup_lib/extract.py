@@ -953,15 +953,14 @@ def _read_chain(archive, dest, included, progress, identity_file, opener, stream
 _DIR_ENTRY = ("dir", 0, None)
 
 
-def _implied_dirs(archive: str, path: str, kinds: dict, actual: dict, dest: str | None, made: set) -> None:
+def _implied_dirs(path: str, kinds: dict, actual: dict, dest: str | None, made: set) -> None:
     """The folders above a path of the final manifest are folders: those it
     does not list are made here and known as folders (so that links are
-    judged through them as the kernel will see them), and a path inside a
-    file or a symlink is refused.  Records come in tree order: a listed
-    folder is known before anything inside it."""
-    missing, kind, parent = _unknown_parents(path, kinds)
-    if kind is not None and kind != "dir":
-        raise IntegrityError(f"{archive}: its manifest puts {path!r} inside the {kind} {parent!r}: no tree has both")
+    judged through them as the kernel will see them).  A path inside a
+    listed file or symlink never gets here: _read_chain refuses it before
+    any parent is read.  Records come in tree order: a listed folder is
+    known before anything inside it."""
+    missing, _kind, _parent = _unknown_parents(path, kinds)
     for sub in reversed(missing):
         kinds[sub] = "dir"
         actual[sub] = _DIR_ENTRY
@@ -1027,7 +1026,7 @@ def scan_chain(
     kinds, actual = out.kinds, out.actual
     for rec in iter_manifest(zlib.decompress(packed)):
         path, kind = rec["path"], rec.get("type")
-        _implied_dirs(archive, path, kinds, actual, dest, made)
+        _implied_dirs(path, kinds, actual, dest, made)
         if kind == "hardlink" and kinds.get(rec.get("target")) != "file":
             raise IntegrityError(f"{archive}: its manifest lists {path!r} as a hard link to {rec.get('target')!r}, "
                                  "which is not a file listed before it")
