@@ -36,6 +36,18 @@ def remotes(tmp_path, bucket, monkeypatch):
     return conf
 
 
+def _one_row_db(db, value):
+    """A SQLite database with one table t holding one row (value)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (?)", (value,))
+    conn.commit()
+    conn.close()
+    return db
+
+
 def cli(*args):
     return run_cli(list(args))
 
@@ -107,14 +119,7 @@ def test_remote_choice_and_bad_config(proj, remotes, tmp_path, monkeypatch):
 
 
 def test_db_push_pull_and_remote_cleanup_keep_chains(proj, tmp_path, remotes, bucket):
-    import sqlite3
-
-    db = proj / "shop.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE t (x)")
-    conn.execute("INSERT INTO t VALUES (1)")
-    conn.commit()
-    conn.close()
+    _one_row_db(proj / "shop.db", 1)
     code, out, err = cli("db.backup", "-p", str(proj), "-P", "offsite")
     assert code == 0, err
     fresh = tmp_path / "fresh" / "shop"
@@ -175,12 +180,7 @@ def test_restore_from_the_remote_with_its_chain_and_verify_download(proj, tmp_pa
 def test_db_restore_from_the_remote(proj, tmp_path, remotes):
     import sqlite3
 
-    db = proj / "shop.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE t (x)")
-    conn.execute("INSERT INTO t VALUES (42)")
-    conn.commit()
-    conn.close()
+    db = _one_row_db(proj / "shop.db", 42)
     code, out, err = cli("db.backup", "-p", str(proj), "-P", "nas", "--json")
     assert code == 0, err
     name = os.path.basename(json.loads(out)["backup_path"])
